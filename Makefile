@@ -1,0 +1,33 @@
+# Two commands from a fresh clone: `make demo` and `make test`. Nothing else by hand.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel on CPU machines; override e.g. TORCH="torch==2.13.0 --index-url ..." for CUDA.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+WORKDIR ?= demo-work
+
+.PHONY: demo test bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The stamp depends on pyproject.toml so a changed dependency list reinstalls.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/selfsup demo --workdir $(WORKDIR)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/run_all.py --quick
+
+clean:
+	rm -rf $(VENV) $(WORKDIR) .pytest_cache
