@@ -115,7 +115,10 @@ class TrainConfig(Section):
     eval_every: int = Field(50, ge=1, description="validation loss every N steps")
     eval_batches: int = Field(8, ge=1, description="validation micro-batches per evaluation")
     log_every: int = Field(1, ge=1)
-    checkpoint_every_steps: int | None = Field(None, ge=1)
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps")
+    checkpoint_every_minutes: float | None = Field(30.0, gt=0, description="also checkpoint every M minutes")
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept (older deleted after a save)")
+    max_nonfinite_in_a_row: int = Field(5, ge=1, description="stop after this many skipped non-finite steps in a row")
     progress: bool = True
 
 

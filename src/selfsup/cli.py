@@ -1,0 +1,258 @@
+"""The `selfsup` command: one verb per stage, plus `run` (all stages from a recipe) and `demo`.
+
+Exit codes: 0 success, 2 bad usage or bad config, 1 failure. Errors print one line saying what
+was wrong and what to do; `--debug` (or SELFSUP_DEBUG=1) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from selfsup.config import Recipe, load_recipe, recipe_from_dict
+from selfsup.console import console, say
+from selfsup.errors import SelfsupError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn a folder of your documents into a self-supervised language model, with proof of what it learned.",
+)
+_debug = {"on": os.environ.get("SELFSUP_DEBUG") == "1"}
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML recipe to take settings from")]
+
+
+@app.callback()
+def _global(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
+    if debug:
+        _debug["on"] = True
+
+
+def _recipe(config: Path | None) -> Recipe:
+    return load_recipe(config) if config else Recipe()
+
+
+def _done(message: str) -> None:
+    console.print(message)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where to build the sample corpus and write every stage")] = Path("demo-work"),
+    fresh: Annotated[bool, typer.Option(help="redo every stage")] = False,
+) -> None:
+    """The whole pipeline on a sample corpus built from Python's own documentation."""
+    from selfsup.demo import run_demo
+
+    started = time.perf_counter()
+    result = run_demo(workdir, fresh=fresh)
+    _print_result(result, time.perf_counter() - started)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="TOML recipe (see recipes/)")],
+    workdir: Annotated[Path, typer.Option(help="work directory for every stage's output")] = Path("work"),
+    fresh: Annotated[bool, typer.Option(help="redo every stage even if up to date")] = False,
+) -> None:
+    """All stages from one recipe; stages whose inputs and settings did not change are skipped."""
+    from selfsup.pipeline import run_pipeline
+
+    started = time.perf_counter()
+    result = run_pipeline(load_recipe(config), workdir, fresh=fresh)
+    _print_result(result, time.perf_counter() - started)
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[Path], typer.Argument(help="files or folders")],
+    out: Annotated[Path, typer.Option(help="corpus directory to write")] = Path("work/corpus"),
+    config: ConfigOpt = None,
+) -> None:
+    """Files and folders → corpus (Parquet shards, audit.jsonl, manifest.json)."""
+    from selfsup.ingest import ingest_sources
+
+    recipe = _recipe(config)
+    m = ingest_sources(sources, out, recipe.corpus)
+    _done(f"[green]ingested[/] {m['documents']:,} documents ({m['train_documents']:,} train, "
+          f"{m['validation_documents']:,} validation) from {m['files_seen']:,} files into {out}; dropped: "
+          f"{_counts(m.get('dropped', {}))}")
+
+
+@app.command()
+def tokenizer(
+    corpus: Annotated[Path, typer.Argument(help="corpus directory (from `selfsup ingest`)")],
+    out: Annotated[Path, typer.Option(help="tokenizer directory to write")] = Path("work/tokenizer"),
+    vocab_size: Annotated[Optional[int], typer.Option(help="vocabulary size of the trained BPE")] = None,
+    from_dir: Annotated[Optional[Path], typer.Option("--from", help="reuse this HF model's tokenizer")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Corpus → byte-level BPE tokenizer (or a base model's tokenizer, --from)."""
+    from selfsup.pipeline import build_tokenizer, tokenizer_fingerprint
+    from selfsup.manifest import manifest_digest
+
+    recipe = _recipe(config)
+    if vocab_size is not None:
+        recipe.tokenizer.vocab_size = vocab_size
+    if from_dir is not None:
+        recipe.tokenizer.from_dir = from_dir
+    m = build_tokenizer(corpus, out, recipe, tokenizer_fingerprint(recipe, manifest_digest(corpus)))
+    _done(f"[green]tokenizer[/] with {m.get('vocab_size', '?'):,} tokens written to {out}")
+
+
+@app.command()
+def pack(
+    corpus: Annotated[Path, typer.Argument(help="corpus directory")],
+    tokenizer: Annotated[Path, typer.Option(help="tokenizer directory")] = Path("work/tokenizer"),
+    out: Annotated[Path, typer.Option(help="shards directory to write")] = Path("work/shards"),
+    seq_len: Annotated[Optional[int], typer.Option(help="tokens per block")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Corpus + tokenizer → fixed-length token blocks in shards (no padding, EOS after each document)."""
+    from selfsup.manifest import manifest_digest
+    from selfsup.pack import pack_corpus
+    from selfsup.pipeline import pack_fingerprint
+
+    recipe = _recipe(config)
+    if seq_len is not None:
+        recipe.pack.seq_len = seq_len
+    fp = pack_fingerprint(recipe, manifest_digest(corpus), manifest_digest(tokenizer))
+    m = pack_corpus(corpus, tokenizer, out, recipe.pack, fp)
+    _done(f"[green]packed[/] into {out}: {json.dumps({k: m[k] for k in m if k.endswith('tokens') or k.endswith('blocks')})}")
+
+
+@app.command()
+def train(
+    shards: Annotated[Path, typer.Argument(help="shards directory (from `selfsup pack`)")],
+    tokenizer: Annotated[Path, typer.Option(help="tokenizer directory")] = Path("work/tokenizer"),
+    out: Annotated[Path, typer.Option(help="run directory: checkpoints, metrics.jsonl")] = Path("work/run"),
+    max_steps: Annotated[Optional[int], typer.Option(help="override [train] max_steps")] = None,
+    fresh: Annotated[bool, typer.Option(help="start over instead of resuming from the newest checkpoint")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Shards → checkpoints and metrics. Re-running the same command resumes an interrupted run."""
+    from selfsup.manifest import manifest_digest
+    from selfsup.train import train as train_loop
+    from selfsup.train import train_fingerprint
+
+    recipe = _recipe(config)
+    if max_steps is not None:
+        recipe.train.max_steps = max_steps
+    fp = train_fingerprint(recipe, manifest_digest(shards), manifest_digest(tokenizer))
+    train_loop(shards, tokenizer, out, recipe, fingerprint=fp, fresh=fresh)
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[Path, typer.Argument(help="run directory (newest checkpoint) or HF model directory")],
+    corpus: Annotated[Path, typer.Option(help="corpus directory (its validation split is scored)")] = Path("work/corpus"),
+    tokenizer: Annotated[Path, typer.Option(help="tokenizer directory")] = Path("work/tokenizer"),
+    shards: Annotated[Path, typer.Option(help="shards directory (unigram baseline counts)")] = Path("work/shards"),
+    out: Annotated[Path, typer.Option(help="eval.json to write")] = Path("work/eval.json"),
+    config: ConfigOpt = None,
+) -> None:
+    """Model + held-out documents → eval.json (bits per byte vs a unigram baseline, samples)."""
+    from selfsup.evaluation import evaluate
+
+    recipe = _recipe_for_model(config, model)
+    evaluate(model, corpus, tokenizer, shards, out, recipe)
+    _done(f"[green]wrote[/] {out}")
+
+
+@app.command()
+def report(
+    workdir: Annotated[Path, typer.Argument(help="work directory holding corpus/, run/, eval.json ...")],
+    out: Annotated[Optional[Path], typer.Option(help="HTML file (default WORKDIR/report.html)")] = None,
+) -> None:
+    """Work directory → report.html: curves, evaluation table, corpus audit, samples."""
+    from selfsup.report import build_report
+
+    _done(f"[green]report[/] {build_report(workdir, out)}")
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="run directory (newest checkpoint) or checkpoint directory")],
+    tokenizer: Annotated[Path, typer.Option(help="tokenizer directory")] = Path("work/tokenizer"),
+    out: Annotated[Path, typer.Option(help="HF model directory to write")] = Path("work/model"),
+    eval_json: Annotated[Optional[Path], typer.Option("--eval", help="eval.json to quote in the model card")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Checkpoint → HF model directory (safetensors, tokenizer, model card), verified by reloading."""
+    from selfsup.export import export_model
+
+    recipe = _recipe_for_model(config, model)
+    run_json = Path(model) / "run.json"
+    summary = json.loads(run_json.read_text()) if run_json.is_file() else None
+    export_model(model, tokenizer, out, recipe, eval_path=eval_json, run_summary=summary)
+
+
+def _recipe_for_model(config: Path | None, model: Path) -> Recipe:
+    """The explicit recipe, else the one the run recorded in run.json, else defaults + inferred objective."""
+    if config:
+        return load_recipe(config)
+    run_json = Path(model) / "run.json"
+    if run_json.is_file():
+        return recipe_from_dict(json.loads(run_json.read_text())["recipe"], origin=str(run_json))
+    recipe = Recipe()
+    cfg = Path(model) / "config.json"
+    if cfg.is_file() and any("MaskedLM" in a for a in json.loads(cfg.read_text()).get("architectures", [])):
+        recipe.objective.name = "mlm"
+    return recipe
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{v:,} {k}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])) or "none"
+
+
+def _print_result(result: dict, seconds: float) -> None:
+    ran = [k for k, v in result["status"].items() if v == "ran"]
+    console.print(
+        f"\n[bold green]done[/] in {seconds:.0f}s ({len(ran)} stages ran, {len(result['status']) - len(ran)} skipped)\n"
+        f"  report: {Path(result['report']).resolve()}\n"
+        f"  model:  {Path(result['model']).resolve()}\n"
+        f"  eval:   {Path(result['eval']).resolve()}",
+        soft_wrap=True,
+    )
+
+
+def main() -> None:
+    """Entry point: run the typer app, turning known errors into one line and an exit code."""
+    from selfsup.train import Interrupted
+
+    try:
+        app(standalone_mode=False)
+    except Interrupted as exc:
+        say(f"[yellow]{exc}")
+        sys.exit(0)
+    except SelfsupError as exc:
+        if _debug["on"]:
+            raise
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console.print("[red]aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if _debug["on"]:
+            raise
+        console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)", soft_wrap=True)
+        sys.exit(1)

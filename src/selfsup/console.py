@@ -1,0 +1,11 @@
+"""One rich console for everything selfsup prints (progress bars, stage lines, warnings)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+console = Console(stderr=True, highlight=False)
+
+
+def say(message: str) -> None:
+    console.print(message)

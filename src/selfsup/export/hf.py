@@ -1,0 +1,88 @@
+"""Write `WORKDIR/model/`: config.json, model.safetensors, tokenizer files, README.md model card.
+
+The directory is plain Hugging Face format: `AutoModelForCausalLM` / `AutoModelForMaskedLM`,
+`AutoTokenizer` and `transformers.pipeline` load it with no selfsup installed. Export does not
+trust its own writing: it reloads the directory with `transformers` and checks that the logits
+match the checkpoint's before it reports success (and before writing the manifest).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GenerationConfig
+
+from selfsup.config import Recipe, settings_hash
+from selfsup.console import say
+from selfsup.errors import StageFailure
+from selfsup.evaluation.evaluate import read_eval, resolve_model_dir
+from selfsup.export.model_card import model_card
+from selfsup.manifest import write_manifest
+from selfsup.models import count_parameters, load_pretrained
+from selfsup.tokens import load_tokenizer, special_ids
+
+LOGITS_TOLERANCE = 1e-4
+
+
+def export_fingerprint(recipe: Recipe, *digests: str | None) -> str:
+    return settings_hash("export", recipe.objective.name, *digests)
+
+
+def export_model(
+    model_path: Path,
+    tokenizer_dir: Path,
+    out_dir: Path,
+    recipe: Recipe,
+    *,
+    eval_path: Path | None = None,
+    run_summary: dict[str, Any] | None = None,
+    fingerprint: str = "",
+) -> dict[str, Any]:
+    out_dir = Path(out_dir)
+    checkpoint = resolve_model_dir(model_path)
+    objective = recipe.objective.name
+    model = load_pretrained(checkpoint, objective).eval()
+    tokenizer = load_tokenizer(tokenizer_dir)
+    ids = special_ids(tokenizer)
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    for key in ("bos", "eos", "pad"):
+        if ids[key] is not None:
+            setattr(model.config, f"{key}_token_id", ids[key])
+    if objective == "clm":
+        model.generation_config = GenerationConfig(
+            bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"],
+            do_sample=True, temperature=0.8, top_k=50, max_new_tokens=64,
+        )
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    evaluation = read_eval(eval_path) if eval_path else None
+    (out_dir / "README.md").write_text(
+        model_card(recipe=recipe, parameters=count_parameters(model), run=run_summary, evaluation=evaluation),
+        encoding="utf-8",
+    )
+    max_diff = verify_export(out_dir, model, objective)
+    manifest = write_manifest(out_dir, stage="export", fingerprint=fingerprint,
+                              extra={"objective": objective, "checkpoint": str(checkpoint), "reload_max_logit_diff": max_diff})
+    say(f"[green]exported[/] {out_dir} (reloaded with transformers; logits match within {max_diff:.1e})")
+    return manifest
+
+
+@torch.no_grad()
+def verify_export(out_dir: Path, original: torch.nn.Module, objective: str) -> float:
+    """Reload with plain transformers and compare logits on a real sentence; raise if they differ."""
+    auto = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
+    reloaded = auto.from_pretrained(out_dir, use_safetensors=True, trust_remote_code=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    ids = tokenizer("The quick brown fox jumps over the lazy dog.", return_tensors="pt")["input_ids"]
+    a = original(input_ids=ids).logits.float()
+    b = reloaded(input_ids=ids).logits.float()
+    diff = (a - b).abs().max().item()
+    if not diff <= LOGITS_TOLERANCE:
+        raise StageFailure(f"exported model in {out_dir} does not reproduce the checkpoint (max logit diff {diff:.3g})")
+    return diff

@@ -1,0 +1,6 @@
+"""Models: presets built from `transformers` configs, or a local HF base model to continue from."""
+
+from selfsup.models.build import build_model, count_parameters, load_pretrained
+from selfsup.models.presets import PRESETS, Preset
+
+__all__ = ["PRESETS", "Preset", "build_model", "count_parameters", "load_pretrained"]

@@ -1,0 +1,55 @@
+"""clm — causal language modelling: predict the next token.
+
+What it needs: packed blocks of token ids in which every document ends with EOS (the `pack` stage
+guarantees it). Any decoder (`AutoModelForCausalLM`).
+
+What labels it makes: the block itself; the model shifts by one, so position t predicts token
+t+1. No position is ignored: a block has no padding.
+
+Document masking (default on): a block holds the end of one document and the starts of others.
+With `document_mask`, each token attends only to earlier tokens of its own document (a boolean
+(B, 1, T, T) mask, causal and block-diagonal) and positions restart at each document. The EOS
+that closes document k opens segment k+1, so the first token of a document is predicted from the
+EOS alone, exactly as in evaluation, where each held-out document is scored as [EOS] + text + [EOS].
+
+How it relates to the others: the objective of GPT-style base models; `fim` (later) reorders a
+document and then trains with this same loss; `mlm` predicts masked tokens from both sides.
+
+Example:
+    block  = [a b </s> c d e </s> f]
+    labels = [a b </s> c d e </s> f]      (shifted inside the model)
+    segments 0 0 1 1 1 1 2 2, positions 0 1 0 1 2 3 0 1
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class CausalLM:
+    name = "clm"
+
+    def __init__(self, eos_id: int, document_mask: bool = True) -> None:
+        self.eos_id = eos_id
+        self.document_mask = document_mask
+
+    def make_batch(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        batch = {"input_ids": blocks, "labels": blocks}
+        if self.document_mask:
+            mask, positions = document_causal_mask(blocks, self.eos_id)
+            batch["attention_mask"] = mask
+            batch["position_ids"] = positions
+        return batch
+
+
+def document_causal_mask(blocks: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, T, T) bool mask (True = may attend) and (B, T) positions restarting at each document."""
+    B, T = blocks.shape
+    is_eos = blocks == eos_id
+    segment = torch.cumsum(is_eos.long(), dim=1)  # (B, T): the EOS opens the next segment
+    arange = torch.arange(T, device=blocks.device).expand(B, T)
+    start = torch.cummax(torch.where(is_eos, arange, torch.zeros_like(arange)), dim=1).values
+    positions = arange - start  # (B, T)
+    causal = torch.ones(T, T, dtype=torch.bool, device=blocks.device).tril()
+    same_doc = segment[:, :, None] == segment[:, None, :]  # (B, T, T)
+    return (causal & same_doc)[:, None], positions

@@ -1,0 +1,135 @@
+"""The whole road from one recipe: ingest → tokenizer → pack → train → eval → export → report.
+
+Each stage's output carries a fingerprint: a hash of its settings and of its inputs (the source
+listing for ingest; the upstream artefacts' manifests for the rest). A stage whose output
+verifies with the fingerprint it would have now is skipped; otherwise it runs, and since its
+output then changes, so do the fingerprints of every stage after it. Nothing downstream ever
+reads an artefact whose manifest does not verify.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from selfsup.config import Recipe, settings_hash
+from selfsup.console import say
+from selfsup.errors import UsageError
+from selfsup.evaluation import evaluate, evaluate_fingerprint
+from selfsup.evaluation.evaluate import read_eval
+from selfsup.export import export_fingerprint, export_model
+from selfsup.ingest import ingest_sources, source_fingerprint
+from selfsup.manifest import file_sha256, manifest_digest, verify_manifest, write_json_atomic
+from selfsup.pack import pack_corpus
+from selfsup.report import build_report
+from selfsup.tokens import train_tokenizer
+from selfsup.tokens.train import reuse_tokenizer
+from selfsup.train import train, train_fingerprint
+from selfsup.workdir import Workdir
+
+STAGES = ("ingest", "tokenizer", "pack", "train", "eval", "export", "report")
+STATE_FILE = "pipeline.json"
+
+
+def tokenizer_fingerprint(recipe: Recipe, corpus_digest: str | None) -> str:
+    if recipe.tokenizer.from_dir is not None:
+        source = Path(recipe.tokenizer.from_dir) / "tokenizer.json"
+        files_hash = file_sha256(source) if source.is_file() else str(recipe.tokenizer.from_dir)
+        return settings_hash("tokenizer-from", str(recipe.tokenizer.from_dir), files_hash)
+    return settings_hash("tokenizer", recipe.tokenizer, corpus_digest)
+
+
+def pack_fingerprint(recipe: Recipe, corpus_digest: str | None, tokenizer_digest: str | None) -> str:
+    return settings_hash("pack", recipe.pack.model_dump(exclude={"batch_documents"}), corpus_digest, tokenizer_digest)
+
+
+def build_tokenizer(corpus_dir: Path, out_dir: Path, recipe: Recipe, fingerprint: str) -> dict[str, Any]:
+    if recipe.tokenizer.from_dir is not None:
+        return reuse_tokenizer(recipe.tokenizer.from_dir, out_dir, fingerprint=fingerprint)
+    return train_tokenizer(corpus_dir, out_dir, recipe.tokenizer, fingerprint)
+
+
+def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False) -> dict[str, Any]:
+    """Run every stage that is not already up to date; returns {stage: "ran" | "skipped"} and paths."""
+    if not recipe.corpus.sources:
+        raise UsageError("[corpus] sources is empty; list the files or folders to learn from, e.g. sources = [\"docs/\"]")
+    wd = Workdir(Path(workdir))
+    wd.root.mkdir(parents=True, exist_ok=True)
+    state_path = wd.root / STATE_FILE
+    state = _read_state(state_path)
+    status: dict[str, str] = {}
+
+    def stage(name: str, fingerprint: str, is_done: Callable[[], bool], work: Callable[[], Any]) -> None:
+        if not fresh and is_done():
+            say(f"[dim]{name}: up to date, skipped")
+            status[name] = "skipped"
+            return
+        started = time.perf_counter()
+        say(f"[bold]{name}[/] …")
+        work()
+        state[name] = {"fingerprint": fingerprint, "seconds": time.perf_counter() - started}
+        write_json_atomic(state_path, state)
+        status[name] = "ran"
+
+    def dir_done(path: Path, fingerprint: str) -> Callable[[], bool]:
+        return lambda: verify_manifest(path, fingerprint)[0]
+
+    fp = source_fingerprint(recipe.corpus.sources, recipe.corpus)
+    stage("ingest", fp, dir_done(wd.corpus, fp), lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp))
+    corpus_digest = manifest_digest(wd.corpus)
+
+    fp = tokenizer_fingerprint(recipe, corpus_digest)
+    stage("tokenizer", fp, dir_done(wd.tokenizer, fp), lambda: build_tokenizer(wd.corpus, wd.tokenizer, recipe, fp))
+    tokenizer_digest = manifest_digest(wd.tokenizer)
+
+    fp = pack_fingerprint(recipe, corpus_digest, tokenizer_digest)
+    stage("pack", fp, dir_done(wd.shards, fp), lambda: pack_corpus(wd.corpus, wd.tokenizer, wd.shards, recipe.pack, fp))
+    shards_digest = manifest_digest(wd.shards)
+
+    train_fp = train_fingerprint(recipe, shards_digest, tokenizer_digest)
+    # A changed recipe means a new run (fresh); the same recipe resumes an interrupted one.
+    run_manifest = _read_json(wd.run / "manifest.json")
+    stale_run = run_manifest is not None and run_manifest.get("fingerprint") != train_fp
+    stage("train", train_fp, dir_done(wd.run, train_fp),
+          lambda: train(wd.shards, wd.tokenizer, wd.run, recipe, fingerprint=train_fp, fresh=fresh or stale_run or _foreign_checkpoints(wd.run, train_fp)))
+    run_digest = manifest_digest(wd.run)
+    run_summary = _read_json(wd.run / "run.json")
+
+    fp = evaluate_fingerprint(recipe, run_digest, corpus_digest, shards_digest)
+    stage("eval", fp, lambda: (read_eval(wd.eval_json) or {}).get("fingerprint") == fp,
+          lambda: evaluate(wd.run, wd.corpus, wd.tokenizer, wd.shards, wd.eval_json, recipe, fingerprint=fp))
+    eval_digest = file_sha256(wd.eval_json) if wd.eval_json.exists() else None
+
+    fp = export_fingerprint(recipe, run_digest, tokenizer_digest, eval_digest)
+    stage("export", fp, dir_done(wd.model, fp),
+          lambda: export_model(wd.run, wd.tokenizer, wd.model, recipe, eval_path=wd.eval_json, run_summary=run_summary, fingerprint=fp))
+
+    fp = settings_hash("report", corpus_digest, shards_digest, run_digest, eval_digest, manifest_digest(wd.model))
+    stage("report", fp, lambda: wd.report_html.exists() and state.get("report", {}).get("fingerprint") == fp,
+          lambda: build_report(wd.root))
+    return {"status": status, "report": str(wd.report_html), "model": str(wd.model), "eval": str(wd.eval_json)}
+
+
+def _foreign_checkpoints(run_dir: Path, fingerprint: str) -> bool:
+    """Checkpoints made under another recipe: the pipeline starts that run over instead of refusing."""
+    from selfsup.train import find_latest
+
+    latest, _ = find_latest(run_dir)
+    if latest is None:
+        return False
+    manifest = _read_json(latest / "MANIFEST.json") or {}
+    return manifest.get("fingerprint") != fingerprint
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    return _read_json(path) or {}

@@ -1,0 +1,413 @@
+"""The training loop: packed blocks in, checkpoints and metrics out.
+
+A lean PyTorch loop, not the HF Trainer: AdamW (fused where available) with decoupled weight
+decay on matrices only, warmup + cosine learning rate as a pure function of the step, gradient
+accumulation and clipping, bf16 autocast where the hardware runs it, optional `torch.compile`.
+It stops at the first of max_steps / max_tokens / max_minutes, or on SIGTERM / SIGINT after the
+current step (with a checkpoint to resume from).
+
+State lives in three places, all saved in each checkpoint: the weights and optimizer, the data
+position (`DataOrder`: seed, epoch, cursor) and the global RNGs (dropout). Objective randomness
+(which tokens to mask) is seeded from (seed, step, micro-batch), so it needs no saving at all.
+Re-running the same command resumes from the newest checkpoint that verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from selfsup.config import Recipe, settings_hash
+from selfsup.console import console, say
+from selfsup.errors import StageFailure, UsageError
+from selfsup.manifest import write_json_atomic, write_manifest
+from selfsup.models import build_model, count_parameters, load_pretrained
+from selfsup.objectives import get_objective
+from selfsup.pack import TokenShards
+from selfsup.tokens import load_tokenizer, special_ids
+from selfsup.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from selfsup.train.data_order import DataOrder
+from selfsup.train.hardware import (
+    autocast,
+    autocast_dtype,
+    flops_per_token,
+    measure_matmul_peak,
+    pick_device,
+)
+from selfsup.train.schedule import lr_at
+
+METRICS = "metrics.jsonl"
+
+
+class Interrupted(Exception):
+    """SIGTERM/SIGINT arrived; the step in flight finished and a checkpoint was saved."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"interrupted; saved {checkpoint}. Run the same command again to resume.")
+        self.checkpoint = checkpoint
+
+
+def train_fingerprint(recipe: Recipe, shards_digest: str | None, tokenizer_digest: str | None) -> str:
+    """What decides the weights: model, objective, optimisation settings and the data.
+
+    Logging cadence, progress bars, thread count and the time budget are left out, so changing
+    them neither invalidates a finished run nor blocks resuming one.
+    """
+    t = recipe.train.model_dump(
+        exclude={"progress", "log_every", "eval_every", "eval_batches", "checkpoint_every_steps",
+                 "checkpoint_every_minutes", "keep_checkpoints", "threads", "max_minutes"}
+    )
+    return settings_hash("train", recipe.model, recipe.objective, t, shards_digest, tokenizer_digest)
+
+
+@dataclass
+class _Clock:
+    """Seconds of training so far, carried across resumes."""
+
+    before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+
+def train(
+    shards_dir: Path,
+    tokenizer_dir: Path,
+    run_dir: Path,
+    recipe: Recipe,
+    *,
+    fingerprint: str,
+    fresh: bool = False,
+) -> dict[str, Any]:
+    """Train until a stop condition, checkpointing on the way; returns the run summary (run.json)."""
+    cfg = recipe.train
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device()
+    amp_dtype = autocast_dtype(cfg.precision, device)
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    ids = special_ids(tokenizer)
+    data = TokenShards(shards_dir, "train")
+    val = _validation_shards(shards_dir)
+    seq_len = data.seq_len
+    vocab_size = max(len(tokenizer), data.vocab_size)
+
+    torch.manual_seed(cfg.seed)
+    if recipe.model.base is not None:
+        model = load_pretrained(recipe.model.base, recipe.objective.name)
+    else:
+        model = build_model(
+            recipe.objective.name, recipe.model.preset, vocab_size=vocab_size, seq_len=seq_len,
+            special_ids=ids, dropout=recipe.model.dropout,
+        )
+    model.to(device)
+    n_params = count_parameters(model)
+    objective = get_objective(recipe.objective, ids, vocab_size)
+    optimizer = _adamw(model, cfg, device)
+
+    global_batch = cfg.batch_size * cfg.grad_accum
+    tokens_per_step = global_batch * seq_len
+    total_steps = cfg.max_steps
+    if cfg.max_tokens is not None:
+        by_tokens = math.ceil(cfg.max_tokens / tokens_per_step)
+        total_steps = min(total_steps, by_tokens) if total_steps else by_tokens
+
+    order = DataOrder(seed=cfg.seed, n_blocks=len(data))
+    step, tokens, clock = 0, 0, _Clock()
+    resumed = _resume_or_start(run_dir, model, optimizer, fingerprint, fresh)
+    if resumed is not None:
+        step, tokens = int(resumed["step"]), int(resumed["tokens"])
+        order = DataOrder.from_state(resumed["data"])
+        clock.before = float(resumed.get("elapsed_s", 0.0))
+    _truncate_metrics(run_dir / METRICS, step)
+
+    say(
+        f"[bold]train[/] {recipe.objective.name} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
+        f"{seq_len} tokens · global batch {global_batch} · {device.type}"
+        f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if cfg.compile else ''}"
+    )
+    forward = torch.compile(model) if cfg.compile else model
+    layers = getattr(model.config, "num_hidden_layers", 0)
+    hidden = getattr(model.config, "hidden_size", 0)
+    flops_tok = flops_per_token(n_params, layers, hidden, seq_len)
+    peak = measure_matmul_peak(device, amp_dtype, seconds=0.5)
+
+    stop_requested = _install_stop_handlers()
+    last_save_time = time.monotonic()
+    last_ckpt_step = step
+    nonfinite_in_a_row = 0
+    interval_tokens, interval_start = 0, time.perf_counter()
+    tokens_per_s = 0.0
+
+    def trainer_state() -> dict[str, Any]:
+        return {
+            "step": step, "tokens": tokens, "data": order.state_dict(), "elapsed_s": clock.elapsed(),
+            "fingerprint": fingerprint, "objective": recipe.objective.name, "parameters": n_params,
+        }
+
+    def save() -> Path:
+        nonlocal last_save_time, last_ckpt_step
+        path = save_checkpoint(run_dir, model=model, optimizer=optimizer, trainer_state=trainer_state(),
+                               fingerprint=fingerprint, keep=cfg.keep_checkpoints)
+        last_save_time, last_ckpt_step = time.monotonic(), step
+        return path
+
+    def done() -> str | None:
+        if total_steps is not None and step >= total_steps:
+            return "max_steps" if cfg.max_steps and step >= cfg.max_steps else "max_tokens"
+        if cfg.max_minutes is not None and clock.elapsed() >= cfg.max_minutes * 60:
+            return "max_minutes"
+        return None
+
+    model.train()
+    with _progress(cfg.progress) as progress:
+        task = progress.add_task("train", total=1000, loss=float("nan"), tps=0.0, step=step)
+        try:
+            while (reason := done()) is None:
+                lr = lr_at(step, peak=cfg.lr, warmup=cfg.warmup_steps, total=total_steps, min_ratio=cfg.min_lr_ratio)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                indices, next_epoch, next_cursor = order.peek(global_batch)
+                loss_sum = 0.0
+                for micro in range(cfg.grad_accum):
+                    rows = indices[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
+                    blocks = torch.from_numpy(data.blocks(rows)).to(device)
+                    gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, step, micro))
+                    batch = {k: v.to(device) for k, v in objective.make_batch(blocks, gen).items()}
+                    with autocast(device, amp_dtype):
+                        loss = forward(**batch).loss
+                    (loss / cfg.grad_accum).backward()
+                    loss_sum += loss.detach().float().item()
+                loss_value = loss_sum / cfg.grad_accum
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+                ).item()
+                if math.isfinite(loss_value) and math.isfinite(grad_norm):
+                    optimizer.step()
+                    nonfinite_in_a_row = 0
+                else:
+                    nonfinite_in_a_row += 1
+                    say(f"[yellow]step {step}: loss {loss_value} / grad norm {grad_norm} not finite; update skipped")
+                optimizer.zero_grad(set_to_none=True)
+                order.commit(next_epoch, next_cursor)
+                step += 1
+                tokens += tokens_per_step
+                interval_tokens += tokens_per_step
+
+                if nonfinite_in_a_row >= cfg.max_nonfinite_in_a_row:
+                    raise StageFailure(
+                        f"{nonfinite_in_a_row} steps in a row had a non-finite loss or gradient (last at step "
+                        f"{step}); stopping. Lower [train] lr or check the data; the last good checkpoint is kept."
+                    )
+                if step % cfg.log_every == 0 or done():
+                    now = time.perf_counter()
+                    tokens_per_s = interval_tokens / max(now - interval_start, 1e-9)
+                    interval_tokens, interval_start = 0, now
+                    _append_metrics(run_dir / METRICS, {
+                        "step": step, "loss": loss_value, "lr": lr, "tokens": tokens, "tokens_per_s": tokens_per_s,
+                        "grad_norm": grad_norm, "elapsed_s": clock.elapsed(),
+                        "mfu": tokens_per_s * flops_tok / peak if peak else None,
+                    })
+                if val is not None and (step % cfg.eval_every == 0 or done()):
+                    val_loss = validation_loss(forward, objective, val, cfg, device, amp_dtype)
+                    _append_metrics(run_dir / METRICS, {"step": step, "val_loss": val_loss, "tokens": tokens})
+                    model.train()
+                    interval_start = time.perf_counter()  # validation time is not training throughput
+                progress.update(task, completed=1000 * _fraction(step, tokens, clock.elapsed(), cfg, total_steps),
+                                loss=loss_value, tps=tokens_per_s, step=step)
+                if stop_requested():
+                    raise Interrupted(save())
+                if (cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0) or (
+                    cfg.checkpoint_every_minutes and time.monotonic() - last_save_time > cfg.checkpoint_every_minutes * 60
+                ):
+                    save()
+        finally:
+            _restore_stop_handlers()
+
+    final = save() if last_ckpt_step != step or not find_latest(run_dir)[0] else find_latest(run_dir)[0]
+    elapsed = clock.elapsed()
+    summary = {
+        "objective": recipe.objective.name, "preset": recipe.model.preset,
+        "base": str(recipe.model.base) if recipe.model.base else None,
+        "parameters": n_params, "precision": "bf16" if amp_dtype is torch.bfloat16 else "fp32",
+        "compile": cfg.compile, "steps": step, "tokens": tokens, "elapsed_s": elapsed,
+        "tokens_per_s": _mean_throughput(run_dir / METRICS), "flops_per_token": flops_tok,
+        "matmul_peak_flops": peak, "device": device.type, "stopped_by": reason,
+        "checkpoint": str(final.relative_to(run_dir)), "resumed_from_step": resumed["step"] if resumed else None,
+        "recipe": recipe.model_dump(mode="json", by_alias=True),
+    }
+    summary["mfu"] = summary["tokens_per_s"] * flops_tok / peak if peak else None
+    write_json_atomic(run_dir / "run.json", summary)
+    write_manifest(run_dir, stage="train", fingerprint=fingerprint,
+                   extra={"steps": step, "tokens": tokens, "checkpoint": summary["checkpoint"]})
+    say(
+        f"[green]trained[/] {step} steps, {tokens:,} tokens in {elapsed:.0f}s "
+        f"({summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * (summary['mfu'] or 0):.0f}% of measured matmul peak)"
+    )
+    return summary
+
+
+@torch.no_grad()
+def validation_loss(forward, objective, val: TokenShards, cfg, device, amp_dtype) -> float:
+    """Mean loss over the first `eval_batches` validation micro-batches, with fixed masks."""
+    forward.eval() if hasattr(forward, "eval") else None
+    n = min(len(val), cfg.eval_batches * cfg.batch_size)
+    losses = []
+    for start in range(0, n, cfg.batch_size):
+        rows = np.arange(start, min(start + cfg.batch_size, n))
+        blocks = torch.from_numpy(val.blocks(rows)).to(device)
+        gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, -1, start))
+        batch = {k: v.to(device) for k, v in objective.make_batch(blocks, gen).items()}
+        with autocast(device, amp_dtype):
+            losses.append(forward(**batch).loss.float().item())
+    return float(np.mean(losses))
+
+
+def _adamw(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
+    """Weight decay on matrices only (not norms, biases); fused kernel where torch has one."""
+    params = [p for p in {id(p): p for p in model.parameters()}.values() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, foreach=True, **kwargs)
+
+
+def _resume_or_start(run_dir: Path, model, optimizer, fingerprint: str, fresh: bool) -> dict[str, Any] | None:
+    if fresh:
+        _clear_run(run_dir)
+        return None
+    latest, problems = find_latest(run_dir)
+    for p in problems:
+        say(f"[yellow]skipping checkpoint {p}")
+    if latest is None:
+        _clear_run(run_dir)
+        return None
+    manifest = json.loads((latest / "MANIFEST.json").read_text())
+    if manifest.get("fingerprint") != fingerprint:
+        raise UsageError(
+            f"{run_dir} holds checkpoints made with other settings or data; pass --fresh to start over, "
+            "or choose another output directory"
+        )
+    state = load_checkpoint(latest, model, optimizer)
+    say(f"[cyan]resuming[/] from {latest} (step {state['step']}, {state['tokens']:,} tokens)")
+    return state
+
+
+def _clear_run(run_dir: Path) -> None:
+    import shutil
+
+    for name in ("checkpoints", METRICS, "run.json", "manifest.json"):
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _validation_shards(shards_dir: Path) -> TokenShards | None:
+    try:
+        val = TokenShards(shards_dir, "validation")
+    except UsageError:
+        return None
+    return val if len(val) > 0 else None
+
+
+def _mix(seed: int, step: int, micro: int) -> int:
+    """A distinct, reproducible generator seed per (seed, step, micro-batch)."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, step + 1, micro]).generate_state(1)[0])
+
+
+def _append_metrics(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep metric lines up to the resumed step, so every step appears exactly once."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except ValueError:
+            continue  # a line cut by a kill
+    path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+
+
+def _mean_throughput(path: Path) -> float:
+    rates = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        rec = json.loads(line)
+        if "tokens_per_s" in rec:
+            rates.append(rec["tokens_per_s"])
+    rates = rates[len(rates) // 10 :] or rates  # skip warm-up steps (compile, allocator)
+    return float(np.median(rates)) if rates else 0.0
+
+
+def _fraction(step: int, tokens: int, elapsed: float, cfg, total_steps: int | None) -> float:
+    parts = []
+    if total_steps:
+        parts.append(step / total_steps)
+    if cfg.max_minutes:
+        parts.append(elapsed / (cfg.max_minutes * 60))
+    return min(1.0, max(parts) if parts else 0.0)
+
+
+_stop_flag = {"set": False}
+_previous_handlers: dict[int, Any] = {}
+
+
+def _install_stop_handlers():
+    """SIGTERM / SIGINT set a flag; the loop finishes the step, checkpoints and exits cleanly."""
+    _stop_flag["set"] = False
+
+    def handler(signum, frame):
+        _stop_flag["set"] = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            _previous_handlers[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+    return lambda: _stop_flag["set"]
+
+
+def _restore_stop_handlers() -> None:
+    for sig, h in _previous_handlers.items():
+        signal.signal(sig, h)
+    _previous_handlers.clear()
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]train[/] step {task.fields[step]}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn("{task.fields[tps]:,.0f} tok/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
