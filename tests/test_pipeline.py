@@ -1,0 +1,53 @@
+"""Whole stories: a folder in, a trained model, eval, report and an HF export out; reruns skip."""
+
+import json
+
+import pytest
+
+from selfsup.pipeline import run_pipeline
+from tests.conftest import small_recipe, write_reference_docs
+
+pytestmark = pytest.mark.slow
+
+
+def test_folder_to_model_then_rerun_skips_and_changes_rerun_downstream(tmp_path):
+    """run → every stage runs and leaves its artefact; the same run again skips every stage;
+    a changed [train] setting reruns train and what follows, not ingest/tokenizer/pack."""
+    docs = write_reference_docs(tmp_path / "docs", n=60)
+    (tmp_path / "docs" / "empty.txt").write_text("   \n")
+    (tmp_path / "docs" / "copy.txt").write_text((tmp_path / "docs" / sorted(p.name for p in docs.iterdir())[0]).read_text())
+    recipe = small_recipe([docs], max_steps=8)
+    work = tmp_path / "work"
+
+    first = run_pipeline(recipe, work)
+    assert set(first["status"].values()) == {"ran"} and len(first["status"]) == 7
+    for rel in ("corpus/manifest.json", "corpus/audit.jsonl", "tokenizer/tokenizer.json", "shards/index.json",
+                "run/metrics.jsonl", "model/model.safetensors", "eval.json", "report.html"):
+        assert (work / rel).exists(), rel
+    audit = [json.loads(x) for x in (work / "corpus" / "audit.jsonl").read_text().splitlines()]
+    statuses = {a["path"].split("/")[-1]: a["status"] for a in audit}
+    assert statuses["empty.txt"] == "dropped" and statuses["copy.txt"] == "duplicate"
+    ev = json.loads((work / "eval.json").read_text())
+    assert {"trained", "unigram"} <= set(ev["sets"]["heldout"])
+
+    second = run_pipeline(recipe, work)
+    assert set(second["status"].values()) == {"skipped"}
+
+    recipe.train.lr = recipe.train.lr / 2
+    third = run_pipeline(recipe, work)
+    assert [third["status"][s] for s in ("ingest", "tokenizer", "pack")] == ["skipped"] * 3
+    assert [third["status"][s] for s in ("train", "eval", "export", "report")] == ["ran"] * 4
+
+
+def test_broken_artefact_is_redone(tmp_path):
+    """A shard whose bytes no longer match its manifest is not trusted: pack runs again."""
+    docs = write_reference_docs(tmp_path / "docs", n=40)
+    recipe = small_recipe([docs], max_steps=2)
+    work = tmp_path / "work"
+    run_pipeline(recipe, work)
+    shard = sorted((work / "shards").glob("train-*.npy"))[0]
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    again = run_pipeline(recipe, work)
+    assert again["status"]["ingest"] == "skipped" and again["status"]["pack"] == "ran"
