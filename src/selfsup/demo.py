@@ -28,5 +28,6 @@ def run_demo(workdir: Path, *, fresh: bool = False) -> dict[str, Any]:
     corpus_dir = build_sample_corpus(workdir / "sample-corpus")
     say(f"[bold]demo[/]: sample corpus in {corpus_dir}")
     recipe = demo_recipe()
-    recipe.corpus.sources = [corpus_dir.resolve()]
+    # The two parts, not the folder: its completion marker is not a document.
+    recipe.corpus.sources = [(corpus_dir / "reference").resolve(), (corpus_dir / "stdlib").resolve()]
     return run_pipeline(recipe, workdir, fresh=fresh)

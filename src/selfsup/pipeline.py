@@ -77,8 +77,11 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False) -> dict[
     def dir_done(path: Path, fingerprint: str) -> Callable[[], bool]:
         return lambda: verify_manifest(path, fingerprint)[0]
 
-    fp = source_fingerprint(recipe.corpus.sources, recipe.corpus)
-    stage("ingest", fp, dir_done(wd.corpus, fp), lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp))
+    # A work directory inside a source folder must not ingest its own output.
+    exclude = [wd.root.resolve()]
+    fp = source_fingerprint(recipe.corpus.sources, recipe.corpus, exclude=exclude)
+    stage("ingest", fp, dir_done(wd.corpus, fp),
+          lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp, exclude=exclude))
     corpus_digest = manifest_digest(wd.corpus)
 
     fp = tokenizer_fingerprint(recipe, corpus_digest)

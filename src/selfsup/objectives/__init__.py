@@ -21,7 +21,11 @@ class Objective(Protocol):
     name: str
 
     def make_batch(self, blocks: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """(B, T) token ids → keyword arguments of the model's forward, `labels` included."""
+        """(B, T) token ids → the tensors `compute_loss` needs (for HF models: forward kwargs + labels)."""
+        ...
+
+    def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar training loss of `model` on a batch made by `make_batch`."""
         ...
 
 

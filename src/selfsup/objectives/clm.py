@@ -33,6 +33,9 @@ class CausalLM:
         self.eos_id = eos_id
         self.document_mask = document_mask
 
+    def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch).loss  # transformers' own loss: mean over labelled positions
+
     def make_batch(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         batch = {"input_ids": blocks, "labels": blocks}
         if self.document_mask:

@@ -48,6 +48,9 @@ class MaskedLM:
         ordinary[self.special] = False
         self.ordinary_ids = torch.nonzero(ordinary).flatten()  # random replacements come from here
 
+    def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch).loss  # transformers' own loss: mean over labelled positions
+
     def make_batch(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         inputs, labels = self.mask(blocks, generator)
         return {"input_ids": inputs, "labels": labels}

@@ -30,7 +30,7 @@ import numpy as np
 from selfsup.config import PackConfig
 from selfsup.errors import UsageError
 from selfsup.manifest import MANIFEST, write_json_atomic, write_manifest
-from selfsup.tokens.corpus_texts import corpus_parts, iter_texts
+from selfsup.ingest import corpus_parts, iter_texts
 from selfsup.tokens.load import document_encoder, load_tokenizer, special_ids, vocab_size
 
 SPLITS = ("train", "validation")

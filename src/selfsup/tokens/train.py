@@ -20,14 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
 from selfsup.config import TokenizerConfig
 from selfsup.errors import StageFailure, UsageError
+from selfsup.ingest import corpus_parts, iter_texts
 from selfsup.manifest import MANIFEST, write_manifest
-from selfsup.tokens.corpus_texts import count_documents, iter_texts
 from selfsup.tokens.load import load_tokenizer, special_ids, vocab_size
 
 # name -> token, in id order: the trainer adds them first, so these ids hold for every corpus.
@@ -72,7 +73,7 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, cfg: TokenizerConfig, finge
     )
     fed = _Fed()
     batches = _capped_batches(iter_texts(corpus_dir, split="train"), cfg.max_train_chars, fed)
-    tok.train_from_iterator(batches, trainer=trainer, length=count_documents(corpus_dir))
+    tok.train_from_iterator(batches, trainer=trainer, length=_count_documents(corpus_dir))
     if fed.documents == 0:
         raise UsageError(f"corpus {corpus_dir} has no training documents (split 'train'); ingest some documents first")
 
@@ -191,3 +192,8 @@ def _fresh_out_dir(out_dir: Path) -> Path:
     for p in entries:
         p.unlink(missing_ok=True)
     return out_dir
+
+
+def _count_documents(corpus_dir: Path) -> int:
+    """Rows over all shards (both splits), from Parquet metadata alone: a cheap length hint."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in corpus_parts(corpus_dir))

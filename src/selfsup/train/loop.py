@@ -187,7 +187,7 @@ def train(
                     gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, step, micro))
                     batch = {k: v.to(device) for k, v in objective.make_batch(blocks, gen).items()}
                     with autocast(device, amp_dtype):
-                        loss = forward(**batch).loss
+                        loss = objective.compute_loss(forward, batch)
                     (loss / cfg.grad_accum).backward()
                     loss_sum += loss.detach().float().item()
                 loss_value = loss_sum / cfg.grad_accum
@@ -271,7 +271,7 @@ def validation_loss(forward, objective, val: TokenShards, cfg, device, amp_dtype
         gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, -1, start))
         batch = {k: v.to(device) for k, v in objective.make_batch(blocks, gen).items()}
         with autocast(device, amp_dtype):
-            losses.append(forward(**batch).loss.float().item())
+            losses.append(objective.compute_loss(forward, batch).float().item())
     return float(np.mean(losses))
 
 
