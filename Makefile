@@ -27,7 +27,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python bench/run_all.py --quick
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/train_throughput.py --quick
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .pytest_cache

@@ -47,7 +47,7 @@ def flops_per_token(n_params: int, layers: int, hidden: int, seq_len: int) -> fl
 
 def measure_matmul_peak(device: torch.device, dtype: torch.dtype | None, seconds: float = 1.0) -> float:
     """FLOP/s of a square matmul in the training precision, best of a short burst."""
-    n = 4096 if device.type == "cuda" else 1024
+    n = 4096 if device.type == "cuda" else 2048
     dt = dtype or torch.float32
     gen = torch.Generator(device=device).manual_seed(0)  # private: must not move the training RNG
     a = torch.randn(n, n, device=device, dtype=dt, generator=gen)

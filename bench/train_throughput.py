@@ -1,0 +1,139 @@
+"""Training throughput: our loop against the Hugging Face Trainer, same model, data and machine.
+
+Three runs in one process on the same packed blocks of the sample corpus:
+
+- `trainer_default`: `transformers.Trainer` at its defaults (fp32, eager), as run_clm/run_mlm users run it;
+- `trainer_best`: the Trainer at its best settings here (bf16, torch.compile, packed blocks: no padding);
+- `ours`: `selfsup.train` with its defaults for the objective (bf16 autocast where supported,
+  document-masked attention for clm) plus `compile` unless `--no-compile`.
+
+Tokens/s are steady-state rates (the first 20% of steps, which include compilation, are left
+out). MFU = tokens/s · FLOPs per token / matmul peak, where FLOPs per token = 6·N + 12·L·d·T
+and the peak is a bf16 (or fp32) square matmul measured in this process.
+
+    python bench/train_throughput.py --quick            # tiny preset, ~2 minutes
+    python bench/train_throughput.py --preset small     # the MFU target preset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import emit, prepared_data
+
+from selfsup.config import Recipe
+from selfsup.models import PRESETS, build_model
+from selfsup.pack import TokenShards
+from selfsup.tokens import load_tokenizer, special_ids
+from selfsup.train import train, train_fingerprint
+from selfsup.train.hardware import autocast_dtype, flops_per_token, measure_matmul_peak, pick_device
+
+
+def steady_rate(times: list[float], tokens_per_step: int) -> float:
+    """Tokens/s over the steps after the first 20% (compile and allocator warm-up excluded)."""
+    skip = max(1, len(times) // 5)
+    span = times[-1] - times[skip - 1]
+    return tokens_per_step * (len(times) - skip) / span
+
+
+def run_trainer(data: dict, objective: str, preset: str, steps: int, batch: int, best: bool) -> float:
+    """HF Trainer on the same blocks; returns steady-state tokens/s."""
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
+
+    tok = load_tokenizer(data["tokenizer"])
+    shards = TokenShards(data["shards"], "train")
+    blocks = shards.blocks(np.arange(min(len(shards), steps * batch)))
+    torch.manual_seed(0)
+    model = build_model(objective, preset, vocab_size=len(tok), seq_len=shards.seq_len, special_ids=special_ids(tok))
+
+    class Blocks(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(blocks)
+
+        def __getitem__(self, i):
+            ids = torch.from_numpy(blocks[i % len(blocks)])
+            return {"input_ids": ids, "labels": ids.clone()} if objective == "clm" else {"input_ids": ids}
+
+    stamps: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            stamps.append(time.perf_counter())
+
+    collator = DataCollatorForLanguageModeling(tok, mlm_probability=0.15) if objective == "mlm" else None
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=batch, max_steps=steps, use_cpu=not torch.cuda.is_available(),
+            report_to=[], save_strategy="no", logging_steps=10_000, disable_tqdm=True, learning_rate=1e-3,
+            bf16=best, torch_compile=best,
+        )
+        Trainer(model=model, args=args, train_dataset=Blocks(), data_collator=collator, callbacks=[Clock()]).train()
+    return steady_rate(stamps, batch * shards.seq_len)
+
+
+def run_ours(data: dict, objective: str, preset: str, steps: int, batch: int, compile_: bool) -> tuple[float, int]:
+    recipe = Recipe()
+    recipe.objective.name = objective
+    recipe.model.preset = preset
+    recipe.train.max_steps = steps
+    recipe.train.batch_size = batch
+    recipe.train.compile = compile_
+    recipe.train.progress = False
+    recipe.train.eval_every = 10 * steps  # no validation inside the timed window
+    recipe.train.checkpoint_every_minutes = None
+    with tempfile.TemporaryDirectory() as out:
+        summary = train(data["shards"], data["tokenizer"], Path(out) / "run", recipe,
+                        fingerprint=train_fingerprint(recipe, "bench", "bench"), fresh=True)
+        lines = (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()
+        rates = [json.loads(x)["tokens_per_s"] for x in lines if "tokens_per_s" in x]
+        skip = max(1, len(rates) // 5)
+        # per-step rates → harmonic mean = total tokens / total time over the steady steps
+        return len(rates[skip:]) / sum(1 / r for r in rates[skip:]), summary["parameters"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny preset, few steps (~2 minutes)")
+    parser.add_argument("--preset", default=None)
+    parser.add_argument("--objective", default="clm", choices=["clm", "mlm"])
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--no-compile", action="store_true")
+    args = parser.parse_args()
+    preset = args.preset or ("tiny" if args.quick else "small")
+    steps = args.steps or (25 if args.quick else 60)
+    data = prepared_data()
+    device = pick_device()
+    dtype = autocast_dtype("auto", device)
+    peak = measure_matmul_peak(device, dtype, seconds=2.0)
+
+    default = run_trainer(data, args.objective, preset, steps, args.batch, best=False)
+    best = run_trainer(data, args.objective, preset, steps, args.batch, best=True)
+    ours, n_params = run_ours(data, args.objective, preset, steps, args.batch, compile_=not args.no_compile)
+
+    p = PRESETS[preset]
+    seq_len = TokenShards(data["shards"], "train").seq_len
+    fpt = flops_per_token(n_params, p.layers, p.hidden, seq_len)
+    mfu = ours * fpt / peak
+    print(f"{args.objective} {preset} ({n_params / 1e6:.1f}M params), batch {args.batch}x{seq_len}, {steps} steps, {device.type}")
+    print(f"  HF Trainer defaults   {default:10,.0f} tokens/s")
+    print(f"  HF Trainer best       {best:10,.0f} tokens/s  (bf16 + torch.compile)")
+    print(f"  selfsup               {ours:10,.0f} tokens/s  ({ours / default:.2f}x defaults, {ours / best:.2f}x best)")
+    print(f"  MFU {mfu:.1%} of a measured {peak / 1e12:.2f} TFLOP/s {str(dtype or torch.float32).split('.')[-1]} matmul peak; "
+          f"FLOPs/token = 6*N + 12*L*d*T = {fpt:.3g}")
+    emit({
+        "bench": "train_throughput", "objective": args.objective, "preset": preset, "device": device.type,
+        "tokens_per_s": {"ours": ours, "trainer_default": default, "trainer_best": best},
+        "ratio_vs_trainer_default": ours / default, "ratio_vs_trainer_best": ours / best, "mfu": mfu,
+        "matmul_peak_flops": peak, "flops_per_token": fpt, "flops_formula": "6*N + 12*L*d*T",
+    })
+
+
+if __name__ == "__main__":
+    main()
