@@ -51,3 +51,20 @@ def test_broken_artefact_is_redone(tmp_path):
     shard.write_bytes(bytes(data))
     again = run_pipeline(recipe, work)
     assert again["status"]["ingest"] == "skipped" and again["status"]["pack"] == "ran"
+
+
+def test_mlm_story_eval_report_and_fill_mask(tmp_path):
+    """The same road with the mlm objective: eval.json has masked accuracy for the model and the
+    unigram baseline, the report shows fill-in samples, the export is a masked-LM directory."""
+    docs = write_reference_docs(tmp_path / "docs", n=40)
+    recipe = small_recipe([docs], "mlm", max_steps=6)
+    work = tmp_path / "work"
+    run_pipeline(recipe, work)
+    ev = json.loads((work / "eval.json").read_text())
+    heldout = ev["sets"]["heldout"]
+    assert 0.0 <= heldout["trained"]["masked_accuracy"] <= 1.0 and "masked_accuracy" in heldout["unigram"]
+    assert heldout["trained"]["tokens"] == heldout["unigram"]["tokens"] > 0
+    assert ev["samples"] and all("<mask>" in s["text"] and len(s["predictions"]) == 5 for s in ev["samples"])
+    assert "ForMaskedLM" in json.loads((work / "model" / "config.json").read_text())["architectures"][0]
+    html = (work / "report.html").read_text()
+    assert ev["samples"][0]["answer"] in html

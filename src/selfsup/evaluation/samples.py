@@ -57,6 +57,10 @@ def fill_mask_samples(model, tokenizer, texts: list[str], *, n: int, context_cha
             prefix = snippet[: match.start() - 1] if piece.startswith("Ġ") else snippet[: match.start()]
             before = tokenizer(prefix, add_special_tokens=False)["input_ids"]
             after = tokenizer(snippet[match.end():], add_special_tokens=False)["input_ids"]
+            # Keep the mask inside the model's context: up to half of it before, the rest after.
+            room = int(getattr(model.config, "max_position_embeddings", 512)) - 1
+            before = before[-(room // 2):]
+            after = after[: room - len(before)]
             ids = before + [tokenizer.mask_token_id] + after
             pos = len(before)
             logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, pos]
