@@ -26,7 +26,7 @@ from selfsup.manifest import file_sha256, manifest_digest, verify_manifest, writ
 from selfsup.pack import pack_corpus
 from selfsup.report import build_report
 from selfsup.tokens import train_tokenizer
-from selfsup.tokens.train import reuse_tokenizer
+from selfsup.tokens.train import RESERVED_TOKENS, reuse_tokenizer
 from selfsup.train import train, train_fingerprint
 from selfsup.workdir import Workdir
 
@@ -39,7 +39,9 @@ def tokenizer_fingerprint(recipe: Recipe, corpus_digest: str | None) -> str:
         source = Path(recipe.tokenizer.from_dir) / "tokenizer.json"
         files_hash = file_sha256(source) if source.is_file() else str(recipe.tokenizer.from_dir)
         return settings_hash("tokenizer-from", str(recipe.tokenizer.from_dir), files_hash)
-    return settings_hash("tokenizer", recipe.tokenizer, corpus_digest)
+    # The reserved tokens are part of what the stage makes: a tokenizer trained before the
+    # objectives' sentinels were reserved is retrained, not reused.
+    return settings_hash("tokenizer", recipe.tokenizer, corpus_digest, RESERVED_TOKENS)
 
 
 def pack_fingerprint(recipe: Recipe, corpus_digest: str | None, tokenizer_digest: str | None) -> str:
@@ -84,6 +86,8 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False) -> dict[
           lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp, exclude=exclude))
     corpus_digest = manifest_digest(wd.corpus)
 
+    recipe = resolve_base(recipe, wd, stage, dir_done)
+
     fp = tokenizer_fingerprint(recipe, corpus_digest)
     stage("tokenizer", fp, dir_done(wd.tokenizer, fp), lambda: build_tokenizer(wd.corpus, wd.tokenizer, recipe, fp))
     tokenizer_digest = manifest_digest(wd.tokenizer)
@@ -114,6 +118,29 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False) -> dict[
     stage("report", fp, lambda: wd.report_html.exists() and state.get("report", {}).get("fingerprint") == fp,
           lambda: build_report(wd.root))
     return {"status": status, "report": str(wd.report_html), "model": str(wd.model), "eval": str(wd.eval_json)}
+
+
+def resolve_base(recipe: Recipe, wd: Workdir, stage, dir_done) -> Recipe:
+    """Continued pretraining: import a GGUF base first, and reuse the base's tokenizer by default.
+
+    A base model knows its own vocabulary; training it on ids of a new tokenizer would scramble
+    every embedding. So unless the recipe names a tokenizer, the base's is the tokenizer.
+    """
+    base = recipe.model.base
+    if base is None:
+        return recipe
+    recipe = recipe.model_copy(deep=True)
+    if Path(base).suffix.lower() == ".gguf":
+        from selfsup.models.gguf import gguf_fingerprint, import_gguf
+
+        fp = gguf_fingerprint(base)
+        stage("base", fp, dir_done(wd.base, fp), lambda: import_gguf(base, wd.base))
+        recipe.model.base = wd.base
+    elif not Path(base).is_dir():
+        raise UsageError(f"[model] base {base} is neither an HF model directory nor a .gguf file")
+    if recipe.tokenizer.from_dir is None:
+        recipe.tokenizer.from_dir = recipe.model.base
+    return recipe
 
 
 def _foreign_checkpoints(run_dir: Path, fingerprint: str) -> bool:

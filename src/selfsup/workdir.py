@@ -15,6 +15,11 @@ class Workdir:
         return self.root / "corpus"
 
     @property
+    def base(self) -> Path:
+        """A GGUF base model imported into a plain HF directory."""
+        return self.root / "base"
+
+    @property
     def tokenizer(self) -> Path:
         return self.root / "tokenizer"
 
