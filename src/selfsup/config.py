@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from selfsup.errors import ConfigError
 
-ObjectiveName = Literal["clm", "mlm"]
+ObjectiveName = Literal["clm", "mlm", "fim", "span", "contrastive", "tsdae"]
 
 
 class Section(BaseModel):
@@ -29,21 +29,56 @@ class Section(BaseModel):
 
 
 class CorpusConfig(Section):
-    """[corpus]: which files become documents."""
+    """[corpus]: which files become documents, how they are read, cleaned and de-duplicated."""
 
     sources: list[Path] = Field(default_factory=list, description="files or folders to ingest")
     extensions: list[str] = Field(
-        default_factory=lambda: [".txt", ".md", ".rst", ".html", ".htm", ".jsonl"],
-        description="file extensions that are read; other files are dropped as `unsupported_type`",
-    )
+        default_factory=lambda: [
+            ".txt", ".md", ".rst", ".html", ".htm", ".jsonl", ".pdf", ".docx", ".pptx", ".eml", ".mbox",
+            ".csv", ".parquet", ".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz",
+        ],
+        description="file extensions that are read (by their format); other files are dropped as `unsupported_type`",
+    )  # fmt: skip
+    code_extensions: list[str] = Field(
+        default_factory=lambda: [
+            ".py", ".c", ".h", ".cc", ".cpp", ".hpp", ".java", ".js", ".ts", ".go", ".rs", ".rb", ".sh",
+            ".sql", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".adoc",
+        ],
+        description="source code read verbatim (no mojibake repair, no prose filters); [] turns code off",
+    )  # fmt: skip
     jsonl_text_field: str = Field("text", description="field of each JSONL record that holds the text")
+    text_columns: list[str] = Field(default_factory=lambda: ["text"], description="CSV / Parquet columns joined into a row's text")
     validation_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share of documents held out")
     min_chars: int = Field(1, ge=1, description="documents shorter than this (after normalising) are dropped")
-    max_file_bytes: int = Field(64 * 2**20, ge=1, description="larger files are dropped as `too_large`")
+    max_file_bytes: int = Field(64 * 2**20, ge=1, description="larger files (and archive members) are dropped as `too_large`")
     follow_symlinks: bool = False
     shard_documents: int = Field(50_000, ge=1, description="documents per Parquet shard")
+    # sandboxed extraction
+    workers: int | None = Field(None, ge=0, description="extraction processes (None: all cores; 0: in this process, no sandbox)")
+    timeout_seconds: float = Field(120.0, gt=0, description="per-file extraction time limit (`timeout`)")
+    memory_mb: int = Field(2048, ge=256, description="address-space limit of a worker process (`memory`)")
+    readers: dict[str, str] = Field(
+        default_factory=dict, description="extra readers: extension → 'module:function' (bytes, cfg) → texts"
+    )
+    # archives (zip, tar): read in memory, member by member
+    max_archive_members: int = Field(10_000, ge=1, description="members read per archive (`archive_limit`)")
+    max_archive_bytes: int = Field(1 * 2**30, ge=1, description="decompressed bytes read per archive file, nested ones included")
+    max_archive_ratio: float = Field(200.0, gt=1, description="decompressed / compressed size above which reading stops")
+    max_archive_depth: int = Field(2, ge=0, description="archives inside archives, this deep")
+    # cleaning
+    fix_mojibake: bool = Field(True, description="repair mis-decoded text with ftfy (not code)")
+    max_line_chars: int = Field(1_000_000, ge=1, description="a longer line drops the document (`filtered:long_line`)")
+    min_letter_fraction: float = Field(0.4, ge=0, le=1, description="letters among non-space characters (`filtered:symbols`)")
+    max_duplicate_line_fraction: float = Field(0.3, ge=0, le=1, description="characters in repeated lines (`filtered:repetition`)")
+    max_boilerplate_line_fraction: float = Field(0.5, ge=0, le=1, description="boilerplate lines (`filtered:boilerplate`)")
+    languages: list[str] = Field(default_factory=list, description="ISO 639-1 codes kept (`filtered:language`); [] keeps all")
+    pii: bool = Field(True, description="replace e-mails, phones, IPs, cards, IBANs, secrets by <TYPE> placeholders")
+    # near-duplicates
+    near_dedup: bool = Field(True, description="MinHash + LSH near-duplicate removal (`near_duplicate_of:<id>`)")
+    near_dedup_threshold: float = Field(0.8, gt=0, le=1, description="estimated Jaccard of word 5-grams to call a near-duplicate")
+    minhash_permutations: int = Field(128, ge=16, le=1024)
 
-    @field_validator("extensions")
+    @field_validator("extensions", "code_extensions")
     @classmethod
     def _dotted_lowercase(cls, value: list[str]) -> list[str]:
         return [e.lower() if e.startswith(".") else "." + e.lower() for e in value]
@@ -72,7 +107,9 @@ class ModelConfig(Section):
     """[model]: a preset built from scratch, or `base` = an HF model directory to continue training."""
 
     preset: Literal["tiny", "small", "base"] = "tiny"
-    base: Path | None = Field(None, description="HF model directory to continue from (safetensors only)")
+    base: Path | None = Field(
+        None, description="HF model directory (safetensors only) or .gguf file to continue from; its tokenizer is reused"
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
@@ -83,7 +120,21 @@ class ObjectiveConfig(Section):
     mask_rate: float = Field(0.15, gt=0.0, lt=1.0, description="mlm: share of tokens selected")
     mask_replace: float = Field(0.8, ge=0.0, le=1.0, description="mlm: of the selected, share replaced by [MASK]")
     random_replace: float = Field(0.1, ge=0.0, le=1.0, description="mlm: of the selected, share replaced by a random token")
-    document_mask: bool = Field(True, description="clm: a block's documents do not attend to each other")
+    document_mask: bool = Field(True, description="clm, fim: a block's documents do not attend to each other")
+    whole_word: bool = Field(True, description="mlm: select whole words (all their tokens), not single tokens")
+    mask_spans: bool = Field(False, description="mlm: select spans of whole words (SpanBERT) instead of single words")
+    span_p: float = Field(0.2, gt=0.0, le=1.0, description="mlm spans: span length in words ~ Geometric(span_p)")
+    max_span_words: int = Field(10, ge=1, description="mlm spans: longest span, in words")
+    fim_rate: float = Field(0.5, ge=0.0, le=1.0, description="fim: share of documents reordered for infilling")
+    spm_rate: float = Field(0.5, ge=0.0, le=1.0, description="fim: of the reordered, share in suffix-prefix-middle order")
+    noise_density: float = Field(0.15, gt=0.0, lt=1.0, description="span: share of tokens corrupted (T5: 0.15)")
+    mean_noise_span_length: float = Field(3.0, ge=1.0, description="span: mean corrupted span length (T5: 3)")
+    temperature: float = Field(0.05, gt=0.0, description="contrastive: InfoNCE softmax temperature (SimCSE: 0.05)")
+    passage_tokens: int = Field(64, ge=4, description="contrastive, tsdae: tokens per passage")
+    positives: Literal["neighbours", "dropout"] = Field(
+        "neighbours", description="contrastive: positive = the next span of the same document, or the same span (SimCSE)"
+    )
+    deletion_rate: float = Field(0.6, gt=0.0, lt=1.0, description="tsdae: share of words deleted from the input")
 
     @field_validator("random_replace")
     @classmethod
@@ -119,6 +170,10 @@ class TrainConfig(Section):
     checkpoint_every_minutes: float | None = Field(30.0, gt=0, description="also checkpoint every M minutes")
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept (older deleted after a save)")
     max_nonfinite_in_a_row: int = Field(5, ge=1, description="stop after this many skipped non-finite steps in a row")
+    loss_spike_sigmas: float | None = Field(
+        5.0, gt=0, description="warn when a step's loss exceeds the recent mean by this many standard deviations"
+    )
+    loss_spike_window: int = Field(50, ge=2, description="steps in the loss-spike monitor's window")
     progress: bool = True
 
 

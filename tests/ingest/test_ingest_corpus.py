@@ -23,13 +23,13 @@ def docs(tmp_path):
 
 
 def test_shards_columns_and_dtypes(tmp_path, docs):
-    """part-NNNNN.parquet shards of shard_documents rows, zstd, four string columns."""
+    """part-NNNNN.parquet shards of shard_documents rows, zstd, five string columns."""
     manifest = ingest_sources([docs], tmp_path / "corpus", CorpusConfig(shard_documents=3, validation_fraction=0.3))
     parts = sorted(p.name for p in (tmp_path / "corpus").glob("part-*.parquet"))
     assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     assert manifest["shards"] == 3
     shard = pq.ParquetFile(tmp_path / "corpus" / parts[0])
-    assert shard.schema_arrow == pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("split", pa.string())])
+    assert shard.schema_arrow == pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("split", pa.string()), ("language", pa.string())])
     assert shard.metadata.num_rows == 3
     assert shard.metadata.row_group(0).column(0).compression == "ZSTD"
     rows = list(read_documents(tmp_path / "corpus"))

@@ -11,7 +11,7 @@ import pytest
 from selfsup.config import CorpusConfig
 from selfsup.dedup import document_id
 from selfsup.errors import UsageError
-from selfsup.ingest import ingest_sources, read_documents, read
+from selfsup.ingest import extract, ingest_sources, read, read_documents
 
 MANUAL = "Pump manual.\n\nClose the intake valve before opening the housing.\nDrain the residual fluid."
 FRENCH = "Le café est très bon. À Noël, nous mangeons des crêpes et du pâté. Ça coûte cher, même à Paris.\n"
@@ -226,7 +226,7 @@ def test_real_permission_denied(tmp_path):
 
 
 def test_a_crashing_reader_drops_only_that_file(tmp_path, monkeypatch):
-    """An unexpected exception in a reader becomes that file's `parse_error`, never a crash."""
+    """An unexpected exception in a reader becomes that file's `parse_error`, never a crash (in-process: workers=0)."""
     from selfsup.ingest import html
 
     def explode(text, cfg):
@@ -237,7 +237,8 @@ def test_a_crashing_reader_drops_only_that_file(tmp_path, monkeypatch):
     docs.mkdir()
     (docs / "a.html").write_text(PAGE, encoding="utf-8")
     (docs / "b.txt").write_text(MANUAL, encoding="utf-8")
-    manifest = ingest_sources([docs], tmp_path / "corpus", CorpusConfig())
+    monkeypatch.setitem(extract.TEXT_READERS, "html", explode)
+    manifest = ingest_sources([docs], tmp_path / "corpus", CorpusConfig(workers=0))
     audit = [json.loads(x) for x in (tmp_path / "corpus" / "audit.jsonl").read_text().splitlines()]
     assert audit[0]["reason"] == "parse_error: RecursionError: maximum recursion depth exceeded"
     assert manifest["documents"] == 1
@@ -248,7 +249,7 @@ def test_nothing_usable_is_a_usage_error_after_the_audit(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.bin").write_bytes(b"x")
-    (docs / "b.pdf").write_bytes(b"%PDF-1.4")
+    (docs / "b.doc").write_bytes(b"\xd0\xcf\x11\xe0")
     (docs / "c.txt").write_text(" \n", encoding="utf-8")
     with pytest.raises(UsageError) as info:
         ingest_sources([docs], tmp_path / "corpus", CorpusConfig())

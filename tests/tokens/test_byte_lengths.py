@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from selfsup.tokens import document_encoder, load_tokenizer, token_byte_lengths
+from selfsup.tokens.train import RESERVED_TOKENS
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,10 @@ def lengths(tok: transformers.PreTrainedTokenizerFast) -> np.ndarray:
 def test_shape_dtype_and_special_tokens_count_zero(tok, lengths: np.ndarray) -> None:
     """One int32 entry per id; the five special tokens stand for no text; every byte token for one byte."""
     assert lengths.dtype == np.int32 and lengths.shape == (len(tok),)
-    assert lengths[:5].tolist() == [0, 0, 0, 0, 0]
-    assert (lengths[5 : 5 + 256] == 1).all()  # the byte alphabet comes right after the specials
-    assert (lengths[5:] >= 1).all()
+    n_reserved = len(RESERVED_TOKENS)  # 5 specials + the objectives' 35 sentinels
+    assert lengths[:n_reserved].tolist() == [0] * n_reserved
+    assert (lengths[n_reserved : n_reserved + 256] == 1).all()  # the byte alphabet comes right after them
+    assert (lengths[n_reserved:] >= 1).all()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

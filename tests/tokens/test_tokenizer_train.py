@@ -30,7 +30,12 @@ def test_autotokenizer_loads_with_special_tokens_at_fixed_ids(tokenizer_dir: Pat
         "<pad>", "<s>", "</s>", "<unk>", "<mask>",
     )
     assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.mask_token_id) == (0, 1, 2, 3, 4)
-    assert special_ids(tok) == {"pad": 0, "bos": 1, "eos": 2, "unk": 3, "mask": 4}
+    ids = special_ids(tok)
+    assert {k: ids[k] for k in ("pad", "bos", "eos", "unk", "mask")} == {"pad": 0, "bos": 1, "eos": 2, "unk": 3, "mask": 4}
+    # the objectives' sentinels are reserved at fixed ids too (fim, span), inside vocab_size
+    assert (ids["fim_prefix"], ids["fim_middle"], ids["fim_suffix"]) == (5, 6, 7)
+    assert [ids[f"extra_id_{i}"] for i in range(32)] == list(range(8, 40))
+    assert tok.decode([5, 100, 8], skip_special_tokens=True) == tok.decode([100])
     assert len(tok) == 400
 
 

@@ -20,21 +20,33 @@ class ExactDedup:
     """Remembers the documents kept so far and names the original of a repeat.
 
     `original_of(id)` returns None the first time an id is offered (it is now remembered as
-    kept) and the kept original's id afterwards. For exact duplicates that is the same id; the
-    signature leaves room for a near-duplicate finder whose original has another id.
-    Memory is one short string per kept document, fine for millions of documents.
+    kept) and the kept original's id afterwards: the same id for an exact duplicate, another
+    one for a text that was found to be a near-duplicate (`alias`). `add` and `in` let a caller
+    check first and decide later (the near-duplicate index sits between the two).
+    Memory is one short string per document seen, fine for millions of documents.
     """
 
-    __slots__ = ("_kept",)
+    __slots__ = ("_original",)
 
     def __init__(self) -> None:
-        self._kept: set[str] = set()
+        self._original: dict[str, str] = {}
 
-    def original_of(self, doc_id: str) -> str | None:
-        if doc_id in self._kept:
-            return doc_id
-        self._kept.add(doc_id)
-        return None
+    def original_of(self, doc_id: str, *, remember: bool = True) -> str | None:
+        original = self._original.get(doc_id)
+        if original is None and remember:
+            self._original[doc_id] = doc_id
+        return original
+
+    def add(self, doc_id: str) -> None:
+        """Remember `doc_id` as kept."""
+        self._original.setdefault(doc_id, doc_id)
+
+    def alias(self, doc_id: str, original: str) -> None:
+        """Remember `doc_id` as a (near) duplicate of the kept `original`."""
+        self._original.setdefault(doc_id, original)
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self._original
 
     def __len__(self) -> int:
-        return len(self._kept)
+        return sum(1 for k, v in self._original.items() if k == v)

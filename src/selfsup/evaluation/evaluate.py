@@ -5,7 +5,9 @@
     {"objective": "clm", "sets": {"heldout": {"trained": {...}, "unigram": {...}}}, "samples": [...]}
 
 with `loss`, `perplexity`, `bits_per_byte`, `tokens`, `bytes`, `documents` for every model, and
-`masked_accuracy` for masked objectives. The held-out set is the corpus's validation split: the
+`masked_accuracy` for masked objectives, `fim_exact_match` / `fim_token_accuracy` for fim,
+`span_exact_match` for span; embedding objectives (contrastive, tsdae) report retrieval instead
+(`recall_at_1`, `recall_at_10`, `mrr`, `queries`) for `trained`, `untrained` and `bm25`. The held-out set is the corpus's validation split: the
 documents training never saw.
 """
 
@@ -27,7 +29,10 @@ from selfsup.evaluation.masked import heldout_blocks, masked_questions, score_ma
 from selfsup.evaluation.samples import fill_mask_samples, generate_samples
 from selfsup.ingest import read_documents
 from selfsup.manifest import write_json_atomic
-from selfsup.models import count_parameters, load_pretrained
+from selfsup.evaluation.infill import fim_questions, score_fim, score_unigram_fim
+from selfsup.evaluation.retrieval import retrieval_pairs, score_bm25, score_retrieval
+from selfsup.evaluation.spans import score_spans, score_unigram_spans, span_questions
+from selfsup.models import build_model, count_parameters, load_pretrained
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
 from selfsup.tokens import document_encoder, load_tokenizer, special_ids, token_byte_lengths
@@ -80,46 +85,100 @@ def evaluate(
         raise UsageError(f"{corpus_dir} has no validation documents to evaluate on; raise [corpus] validation_fraction")
     seqs, _, n_bytes = document_sequences(texts, document_encoder(tokenizer), ids["eos"], cfg.max_tokens)
     texts = texts[: len(seqs)]
-    log_probs = unigram_log_probs(shards.token_counts()[: model.config.vocab_size])
-    if len(log_probs) < model.config.vocab_size:  # padded vocabulary rows: never seen, smoothed
-        counts = torch.zeros(model.config.vocab_size, dtype=torch.float64)
+    model_vocab = _vocab_rows(model)
+    log_probs = unigram_log_probs(shards.token_counts()[:model_vocab])
+    if len(log_probs) < model_vocab:  # padded vocabulary rows: never seen, smoothed
+        counts = torch.zeros(model_vocab, dtype=torch.float64)
         counts[: shards.vocab_size] = torch.from_numpy(shards.token_counts()).double()
         log_probs = unigram_log_probs(counts.numpy())
 
-    if objective_name == "clm":
-        trained = score_clm(model, seqs, n_bytes, seq_len=seq_len, batch_size=cfg.batch_size, device=device,
-                            amp_dtype=amp, pad_id=ids["pad"]).metrics()
+    eval_kw = dict(device=device, amp_dtype=amp)
+    special = [i for i in ids.values() if i is not None]
+    samples: list[dict] = []
+    if objective_name in ("clm", "fim"):
+        trained = score_clm(model, seqs, n_bytes, seq_len=seq_len, batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw).metrics()
         unigram = score_unigram_clm(log_probs, seqs, n_bytes).metrics()
+        if objective_name == "fim":
+            questions = fim_questions(seqs, ids, seq_len, EVAL_SEED)
+            trained |= score_fim(model, questions, batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw)
+            unigram |= score_unigram_fim(log_probs, questions, special)
         samples = generate_samples(model, tokenizer, texts, n=cfg.samples, new_tokens=cfg.sample_tokens, seed=EVAL_SEED)
-    else:
-        objective = get_objective(recipe.objective, ids, model.config.vocab_size)
+        models = {"trained": trained, "unigram": unigram}
+    elif objective_name == "mlm":
+        objective = get_objective(recipe.objective, ids, _vocab_rows(model))
         questions = masked_questions(heldout_blocks(seqs, seq_len), objective, EVAL_SEED)
-        byte_lengths = token_byte_lengths(tokenizer)
-        if len(byte_lengths) < model.config.vocab_size:
-            byte_lengths = torch.nn.functional.pad(torch.from_numpy(byte_lengths), (0, model.config.vocab_size - len(byte_lengths))).numpy()
+        byte_lengths = _byte_lengths(tokenizer, _vocab_rows(model))
         score, accuracy = score_masked(model, questions, byte_lengths, batch_size=cfg.batch_size, device=device, amp_dtype=amp)
         trained = {**score.metrics(), "masked_accuracy": accuracy, "documents": len(seqs)}
-        special = [i for i in ids.values() if i is not None]
         uscore, uaccuracy = score_unigram_masked(log_probs, questions, byte_lengths, special)
         unigram = {**uscore.metrics(), "masked_accuracy": uaccuracy, "documents": len(seqs)}
         samples = fill_mask_samples(model, tokenizer, texts, n=cfg.samples)
+        models = {"trained": trained, "unigram": unigram}
+    elif objective_name == "span":
+        objective = get_objective(recipe.objective, ids, _vocab_rows(model))
+        questions = span_questions(heldout_blocks(seqs, seq_len), objective, EVAL_SEED)
+        byte_lengths = _byte_lengths(tokenizer, _vocab_rows(model))
+        trained = {**score_spans(model, questions, byte_lengths, objective.sentinels, **eval_kw), "documents": len(seqs)}
+        unigram = {**score_unigram_spans(log_probs, questions, byte_lengths, objective.sentinels, special), "documents": len(seqs)}
+        models = {"trained": trained, "unigram": unigram}
+    else:  # contrastive, tsdae: retrieval among held-out documents
+        queries, targets = retrieval_pairs(seqs, recipe.objective.passage_tokens, set(special))
+        if len(queries) < 2:
+            raise UsageError(f"too few held-out documents longer than {2 * recipe.objective.passage_tokens} tokens for "
+                             "retrieval; raise [corpus] validation_fraction or lower [objective] passage_tokens")
+        kw = dict(pad_id=ids["pad"], batch_size=cfg.batch_size, device=device)
+        models = {
+            "trained": score_retrieval(model, queries, targets, **kw),
+            "untrained": score_retrieval(_model_before_training(recipe, tokenizer, ids, shards).to(device), queries, targets, **kw),
+            "bm25": score_bm25(queries, targets, _vocab_rows(model)),
+        }
 
     result = {
         "objective": objective_name,
         "fingerprint": fingerprint,
         "model": {"path": str(model_dir), "parameters": count_parameters(model)},
-        "sets": {"heldout": {"trained": trained, "unigram": unigram}},
+        "sets": {"heldout": models},
         "samples": samples,
         "seconds": time.perf_counter() - started,
     }
     write_json_atomic(Path(out_path), result)
-    gain = 1 - trained["bits_per_byte"] / unigram["bits_per_byte"]
-    say(
-        f"[green]evaluated[/] {len(seqs)} held-out documents: {trained['bits_per_byte']:.3f} bits/byte "
-        f"(unigram {unigram['bits_per_byte']:.3f}, {100 * gain:+.0f}% better)"
-        + (f", masked accuracy {trained['masked_accuracy']:.1%}" if "masked_accuracy" in trained else "")
-    )
+    say(f"[green]evaluated[/] {len(seqs)} held-out documents: {headline(objective_name, models)}")
     return result
+
+
+def headline(objective: str, models: dict[str, dict]) -> str:
+    """One line: the trained model's main figure next to its first baseline."""
+    t = models["trained"]
+    if "mrr" in t:
+        return (f"recall@1 {t['recall_at_1']:.1%}, MRR {t['mrr']:.3f} (BM25 {models['bm25']['mrr']:.3f}, "
+                f"untrained {models['untrained']['mrr']:.3f})")
+    u = models["unigram"]
+    line = f"{t['bits_per_byte']:.3f} bits/byte (unigram {u['bits_per_byte']:.3f}, {100 * (1 - t['bits_per_byte'] / u['bits_per_byte']):+.0f}% better)"
+    for key in ("masked_accuracy", "fim_exact_match", "span_exact_match"):
+        if key in t:
+            line += f", {key.replace('_', ' ')} {t[key]:.1%}"
+    return line
+
+
+def _vocab_rows(model) -> int:
+    """Rows of the model's embedding table (an EncoderDecoderModel keeps them in its encoder's config)."""
+    return model.get_input_embeddings().weight.shape[0]
+
+
+def _byte_lengths(tokenizer, size: int):
+    byte_lengths = token_byte_lengths(tokenizer)
+    if len(byte_lengths) < size:
+        byte_lengths = torch.nn.functional.pad(torch.from_numpy(byte_lengths), (0, size - len(byte_lengths))).numpy()
+    return byte_lengths
+
+
+def _model_before_training(recipe: Recipe, tokenizer, ids, shards: TokenShards):
+    """The baseline embedding model: the base model, or the preset initialised as training initialised it."""
+    if recipe.model.base is not None:
+        return load_pretrained(recipe.model.base, recipe.objective.name)
+    torch.manual_seed(recipe.train.seed)  # the train loop seeds exactly so before build_model
+    return build_model(recipe.objective.name, recipe.model.preset, vocab_size=max(len(tokenizer), shards.vocab_size),
+                       seq_len=shards.seq_len, special_ids=ids, dropout=recipe.model.dropout)
 
 
 def read_eval(path: Path) -> dict[str, Any] | None:

@@ -1,7 +1,10 @@
 """Write `WORKDIR/model/`: config.json, model.safetensors, tokenizer files, README.md model card.
 
-The directory is plain Hugging Face format: `AutoModelForCausalLM` / `AutoModelForMaskedLM`,
-`AutoTokenizer` and `transformers.pipeline` load it with no selfsup installed. Export does not
+The directory is plain Hugging Face format: `AutoModelForCausalLM` (clm, fim) /
+`AutoModelForMaskedLM` (mlm) / `AutoModelForSeq2SeqLM` (span) / `AutoModel` (contrastive, tsdae:
+the encoder only, with mean pooling), `AutoTokenizer` and `transformers.pipeline` load it with no
+selfsup installed. Embedding models also get the sentence-transformers layout (modules.json,
+sentence_bert_config.json, 1_Pooling/config.json), so `SentenceTransformer(dir)` loads them too. Export does not
 trust its own writing: it reloads the directory with `transformers` and checks that the logits
 match the checkpoint's before it reports success (and before writing the manifest).
 """
@@ -13,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GenerationConfig
+import json
+
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    GenerationConfig,
+)
 
 from selfsup.config import Recipe, settings_hash
 from selfsup.console import say
@@ -22,6 +34,8 @@ from selfsup.evaluation.evaluate import read_eval, resolve_model_dir
 from selfsup.export.model_card import model_card
 from selfsup.manifest import write_manifest
 from selfsup.models import count_parameters, load_pretrained
+from selfsup.models.build import EMBEDDING_OBJECTIVES
+from selfsup.objectives.contrastive import encoder_of, mean_pool
 from selfsup.tokens import load_tokenizer, special_ids
 
 LOGITS_TOLERANCE = 1e-4
@@ -45,6 +59,8 @@ def export_model(
     checkpoint = resolve_model_dir(model_path)
     objective = recipe.objective.name
     model = load_pretrained(checkpoint, objective).eval()
+    if objective in EMBEDDING_OBJECTIVES:
+        model = encoder_of(model)  # tsdae's decoder was only there to train the encoder
     tokenizer = load_tokenizer(tokenizer_dir)
     ids = special_ids(tokenizer)
 
@@ -54,13 +70,15 @@ def export_model(
     for key in ("bos", "eos", "pad"):
         if ids[key] is not None:
             setattr(model.config, f"{key}_token_id", ids[key])
-    if objective == "clm":
+    if objective in ("clm", "fim"):
         model.generation_config = GenerationConfig(
             bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"],
             do_sample=True, temperature=0.8, top_k=50, max_new_tokens=64,
         )
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    if objective in EMBEDDING_OBJECTIVES:
+        write_sentence_transformers_files(out_dir, model, max_seq_length=recipe.pack.seq_len)
     evaluation = read_eval(eval_path) if eval_path else None
     (out_dir / "README.md").write_text(
         model_card(recipe=recipe, parameters=count_parameters(model), run=run_summary, evaluation=evaluation),
@@ -73,16 +91,45 @@ def export_model(
     return manifest
 
 
+AUTO_CLASSES = {"clm": AutoModelForCausalLM, "fim": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM,
+                "span": AutoModelForSeq2SeqLM, "contrastive": AutoModel, "tsdae": AutoModel}
+
+
+def write_sentence_transformers_files(out_dir: Path, model, *, max_seq_length: int) -> None:
+    """sentence-transformers' layout around the HF files: Transformer module at the root, then mean pooling."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    (out_dir / "modules.json").write_text(json.dumps(modules, indent=2))
+    (out_dir / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}, indent=2))
+    (out_dir / "1_Pooling").mkdir()
+    pooling = {
+        "word_embedding_dimension": model.config.hidden_size,
+        "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False, "include_prompt": True,
+    }
+    (out_dir / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+
+
 @torch.no_grad()
 def verify_export(out_dir: Path, original: torch.nn.Module, objective: str) -> float:
-    """Reload with plain transformers and compare logits on a real sentence; raise if they differ."""
-    auto = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
-    reloaded = auto.from_pretrained(out_dir, use_safetensors=True, trust_remote_code=False).eval()
+    """Reload with plain transformers and compare outputs on a real sentence; raise if they differ.
+
+    Language models compare logits; embedding models compare mean-pooled embeddings."""
+    reloaded = AUTO_CLASSES[objective].from_pretrained(out_dir, use_safetensors=True, trust_remote_code=False).eval()
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     ids = tokenizer("The quick brown fox jumps over the lazy dog.", return_tensors="pt")["input_ids"]
-    a = original(input_ids=ids).logits.float()
-    b = reloaded(input_ids=ids).logits.float()
+    if objective in EMBEDDING_OBJECTIVES:
+        mask = torch.ones_like(ids)
+        a = mean_pool(original(input_ids=ids, attention_mask=mask).last_hidden_state.float(), mask)
+        b = mean_pool(reloaded(input_ids=ids, attention_mask=mask).last_hidden_state.float(), mask)
+    else:
+        extra = {"decoder_input_ids": ids[:, :4]} if objective == "span" else {}
+        a = original(input_ids=ids, **extra).logits.float()
+        b = reloaded(input_ids=ids, **extra).logits.float()
     diff = (a - b).abs().max().item()
     if not diff <= LOGITS_TOLERANCE:
-        raise StageFailure(f"exported model in {out_dir} does not reproduce the checkpoint (max logit diff {diff:.3g})")
+        raise StageFailure(f"exported model in {out_dir} does not reproduce the checkpoint (max difference {diff:.3g})")
     return diff

@@ -8,36 +8,113 @@ from selfsup import __version__
 from selfsup.config import Recipe
 
 USAGE = {
-    "clm": '''```python
+    "clm": """```python
 from transformers import pipeline
 generate = pipeline("text-generation", model="PATH/TO/THIS/DIRECTORY")
 print(generate("Your prompt", max_new_tokens=40)[0]["generated_text"])
-```''',
-    "mlm": '''```python
+```""",
+    "mlm": """```python
 from transformers import pipeline
 fill = pipeline("fill-mask", model="PATH/TO/THIS/DIRECTORY")
 print(fill("The value is stored in a <mask>."))
-```''',
+```""",
+    "fim": """```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("PATH/TO/THIS/DIRECTORY")
+model = AutoModelForCausalLM.from_pretrained("PATH/TO/THIS/DIRECTORY")
+prompt = "</s><fim_prefix>" + "text before the gap" + "<fim_suffix>" + "text after the gap" + "<fim_middle>"
+ids = tok(prompt, return_tensors="pt").input_ids   # the sentinels are special tokens of this tokenizer
+out = model.generate(ids, max_new_tokens=32, do_sample=False, eos_token_id=tok.eos_token_id)
+print(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))   # the middle
+```""",
+    "span": """```python
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("PATH/TO/THIS/DIRECTORY")
+model = AutoModelForSeq2SeqLM.from_pretrained("PATH/TO/THIS/DIRECTORY")
+ids = tok("The value is <extra_id_0> in the table.</s>", return_tensors="pt").input_ids
+print(tok.decode(model.generate(ids, max_new_tokens=10)[0]))   # <extra_id_0> and the missing span
+```""",
+    "embedding": """```python
+import torch
+from transformers import AutoModel, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("PATH/TO/THIS/DIRECTORY")
+model = AutoModel.from_pretrained("PATH/TO/THIS/DIRECTORY")
+batch = tok(["first passage", "second passage"], padding=True, return_tensors="pt")
+hidden = model(**batch).last_hidden_state                      # (B, T, H)
+mask = batch["attention_mask"].unsqueeze(-1).float()
+embeddings = (hidden * mask).sum(1) / mask.sum(1)              # mean pooling over real tokens
+embeddings = torch.nn.functional.normalize(embeddings, dim=-1) # compare by cosine / dot product
+```
+
+or, with sentence-transformers (the directory has its modules.json and 1_Pooling/):
+
+```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("PATH/TO/THIS/DIRECTORY")
+embeddings = model.encode(["first passage", "second passage"], normalize_embeddings=True)
+```""",
 }
+USAGE["contrastive"] = USAGE["tsdae"] = USAGE["embedding"]
+
+PIPELINE_TAG = {"clm": "text-generation", "fim": "text-generation", "mlm": "fill-mask", "span": "text2text-generation",
+                "contrastive": "sentence-similarity", "tsdae": "sentence-similarity"}
 
 OBJECTIVE_TEXT = {
     "clm": "causal language modelling (predict the next token), documents packed into blocks with "
     "{document_mask} attention between documents",
-    "mlm": "masked language modelling: {mask_rate:.0%} of ordinary tokens selected; of those "
+    "mlm": "masked language modelling: {mask_rate:.0%} of ordinary tokens selected ({mlm_unit}); of those "
     "{mask_replace:.0%} replaced by the mask token, {random_replace:.0%} by a random token, the rest kept",
+    "fim": "fill-in-the-middle: {fim_rate:.0%} of documents cut into prefix / middle / suffix at two random "
+    "token positions and reordered ({spm_rate:.0%} suffix-prefix-middle, the rest prefix-suffix-middle) with the "
+    "sentinels <fim_prefix>, <fim_suffix>, <fim_middle>; trained with the causal-LM loss, {document_mask} "
+    "attention between documents",
+    "span": "T5 span corruption: noise density {noise_density:g}, mean span length {mean_noise_span_length:g} "
+    "tokens; each span replaced by a sentinel <extra_id_N> in the encoder input, the decoder writes the sentinels "
+    "and their spans; raw blocks of {seq_len} tokens give encoder inputs of {input_len} and targets of {target_len}",
+    "contrastive": "contrastive passage embeddings (InfoNCE over in-batch negatives, temperature {temperature:g}): "
+    "passages of {passage_tokens} tokens, positive = {positive_text}; mean pooling over the last hidden states",
+    "tsdae": "TSDAE (denoising auto-encoder): {deletion_rate:.0%} of the words of {passage_tokens}-token passages "
+    "deleted, a decoder rebuilds the passage from the mean-pooled encoder output alone; the decoder is dropped "
+    "at export; mean pooling over the last hidden states",
 }
+
+# Metric columns of the evaluation table, in this order, where the evaluation has them.
+COLUMNS = {"bits_per_byte": "bits per byte", "perplexity": "perplexity", "masked_accuracy": "masked accuracy",
+           "fim_exact_match": "middle exact match", "span_exact_match": "span exact match",
+           "recall_at_1": "recall@1", "recall_at_10": "recall@10", "mrr": "MRR"}
+
+
+def objective_text(recipe: Recipe) -> str:
+    from selfsup.objectives.span import span_lengths
+
+    o = recipe.objective
+    input_len, target_len = span_lengths(recipe.pack.seq_len, o.noise_density, o.mean_noise_span_length)
+    mlm_unit = "spans of whole words, SpanBERT" if o.mask_spans else ("whole words" if o.whole_word else "single tokens")
+    positive_text = ("the next span of the same document (dropout noise on both views)" if o.positives == "neighbours"
+                     else "the same passage under different dropout (SimCSE)")
+    return OBJECTIVE_TEXT[o.name].format(
+        **o.model_dump(exclude={"document_mask"}), document_mask="no" if o.document_mask else "full", mlm_unit=mlm_unit,
+        seq_len=recipe.pack.seq_len, input_len=input_len, target_len=target_len, positive_text=positive_text,
+    )
+
+
+def _cell(key: str, value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "—"
+    if key in ("bits_per_byte", "mrr"):
+        return f"{value:.3f}"
+    if key == "perplexity":
+        return f"{value:.1f}"
+    return f"{value:.1%}"
 
 
 def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, evaluation: dict[str, Any] | None) -> str:
     o = recipe.objective
-    objective = OBJECTIVE_TEXT[o.name].format(
-        document_mask="no" if o.document_mask else "full",
-        mask_rate=o.mask_rate, mask_replace=o.mask_replace, random_replace=o.random_replace,
-    )
+    objective = objective_text(recipe)
     lines = [
         "---",
         "library_name: transformers",
-        f"pipeline_tag: {'text-generation' if o.name == 'clm' else 'fill-mask'}",
+        f"pipeline_tag: {PIPELINE_TAG[o.name]}",
         "tags: [selfsup, self-supervised]",
         "---",
         "",
@@ -49,6 +126,7 @@ def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, e
         "## Training",
         "",
         f"- Objective: `{o.name}` — {objective}.",
+        "- `[objective]` settings: " + ", ".join(f"{k} = {v}" for k, v in o.model_dump(mode="json").items()),
         f"- Parameters: {parameters:,}",
         f"- Block length: {recipe.pack.seq_len} tokens; batch {recipe.train.batch_size} × {recipe.train.grad_accum} accumulation",
         f"- Optimiser: AdamW, peak lr {recipe.train.lr:g}, {recipe.train.warmup_steps} warmup steps, cosine to "
@@ -63,15 +141,18 @@ def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, e
     if evaluation and evaluation.get("sets"):
         lines += [
             "Held-out documents (never trained on). Bits per byte compare across tokenizers; the unigram "
-            "baseline predicts from token frequencies alone.",
+            "baseline predicts from token frequencies alone. Retrieval: a document's first passage must find "
+            "its next passage among all held-out documents' (BM25 and the untrained model as baselines).",
             "",
-            "| text set | model | bits per byte | perplexity | masked accuracy |",
-            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        present = [k for k in COLUMNS if any(k in m for models in evaluation["sets"].values() for m in models.values())]
+        lines += [
+            "| text set | model | " + " | ".join(COLUMNS[k] for k in present) + " |",
+            "| --- | --- | " + " | ".join("---:" for _ in present) + " |",
         ]
         for set_name, models in evaluation["sets"].items():
             for name, m in models.items():
-                acc = f"{m['masked_accuracy']:.1%}" if "masked_accuracy" in m else "—"
-                lines.append(f"| {set_name} | {name} | {m['bits_per_byte']:.3f} | {m['perplexity']:.1f} | {acc} |")
+                lines.append(f"| {set_name} | {name} | " + " | ".join(_cell(k, m.get(k)) for k in present) + " |")
     else:
         lines.append("Not evaluated at export time.")
     lines += ["", "## Use", "", USAGE[o.name], "", "Loads with plain `transformers`; no selfsup needed.", ""]

@@ -4,8 +4,10 @@
 
 Every input file has exactly one line; a JSONL file also has one line (`path#lineN`) per record
 that was dropped or found to be a duplicate. A reason is a code, optionally followed by ": " and
-a detail (`unreadable: Permission denied`); duplicates have `duplicate_of:<id>` and the kept
-original's id in `doc_id`. The counts kept here go into the manifest.
+a detail (`unreadable: Permission denied`); duplicates have `duplicate_of:<id>` (exact) or
+`near_duplicate_of:<id>` (MinHash) and the kept original's id in `doc_id`. Files holding many
+documents (JSONL, CSV, Parquet, mbox, zip, tar) get one line per piece not ingested, named
+`path#lineN`, `path#rowN`, `path#msgN`, `archive.zip!member` (`!inner.zip!member#line2` nested). The counts kept here go into the manifest.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ AUDIT = "audit.jsonl"
 
 
 def reason_code(reason: str) -> str:
-    """`unreadable: Permission denied` → `unreadable`; `duplicate_of:<id>` → `duplicate`."""
+    """`unreadable: Permission denied` → `unreadable`; `duplicate_of:<id>` → `duplicate`;
+    `near_duplicate_of:<id>` → `near_duplicate`; `filtered:symbols` stays `filtered:symbols`."""
     if reason.startswith("duplicate_of:"):
         return "duplicate"
+    if reason.startswith("near_duplicate_of:"):
+        return "near_duplicate"
+    if reason.startswith("filtered:"):
+        return reason.split(": ", 1)[0]
     return reason.split(":", 1)[0]
 
 

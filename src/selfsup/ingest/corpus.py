@@ -7,6 +7,7 @@ Contract (the tokenizer, pack and eval stages read it): `part-00000.parquet`, `p
     text    string  the normalised text
     source  string  the input file's path; `path#lineN` for a record of a JSONL file
     split   string  "train" or "validation"
+    language string ISO 639-1 code from language identification (null for code)
 
 in the order the files were walked. Shards are written in row groups of at most 1,000 documents
 or 32 MiB of text, and read back one record batch at a time, so neither side ever holds a shard.
@@ -24,7 +25,9 @@ import pyarrow.parquet as pq
 
 from selfsup.errors import UsageError
 
-SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("split", pa.string())])
+SCHEMA = pa.schema(
+    [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("split", pa.string()), ("language", pa.string())]
+)
 SPLITS = ("train", "validation")
 ROW_GROUP_DOCUMENTS = 1000
 ROW_GROUP_BYTES = 32 * 2**20
@@ -63,10 +66,10 @@ class ShardWriter:
     def shard_of_next(self) -> int:
         return self.documents // self.shard_documents
 
-    def add(self, doc_id: str, text: str, source: str, split: str) -> None:
+    def add(self, doc_id: str, text: str, source: str, split: str, language: str | None = None) -> None:
         if self.documents % self.shard_documents == 0 and self.documents:
             self._flush()  # the next row starts a new shard
-        for name, value in zip(SCHEMA.names, (doc_id, text, source, split)):
+        for name, value in zip(SCHEMA.names, (doc_id, text, source, split, language)):
             self._rows[name].append(value)
         self._row_bytes += len(text)
         self.documents += 1
@@ -101,7 +104,9 @@ def set_split(out_dir: Path, shard: int, doc_id: str, split: str) -> None:
     with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
         for batch in source.iter_batches(batch_size=ROW_GROUP_DOCUMENTS):
             moved = pc.if_else(pc.equal(batch.column("id"), doc_id), split, batch.column("split"))
-            writer.write_table(pa.table([batch.column("id"), batch.column("text"), batch.column("source"), moved], schema=SCHEMA))
+            columns = {name: batch.column(name) for name in SCHEMA.names}
+            columns["split"] = moved
+            writer.write_table(pa.table(columns, schema=SCHEMA))
     source.close()
     os.replace(tmp, path)
 

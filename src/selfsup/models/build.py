@@ -12,20 +12,30 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
     BertConfig,
     BertForMaskedLM,
+    BertLMHeadModel,
+    BertModel,
+    EncoderDecoderModel,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
+    T5Config,
+    T5ForConditionalGeneration,
 )
 
 from selfsup.errors import UsageError
 from selfsup.models.presets import PRESETS
 
-CAUSAL_OBJECTIVES = {"clm"}
-MASKED_OBJECTIVES = {"mlm"}
+CAUSAL_OBJECTIVES = {"clm", "fim"}  # decoder: LlamaForCausalLM
+MASKED_OBJECTIVES = {"mlm"}  # encoder + MLM head: BertForMaskedLM
+SEQ2SEQ_OBJECTIVES = {"span"}  # encoder-decoder: T5ForConditionalGeneration
+EMBEDDING_OBJECTIVES = {"contrastive", "tsdae"}  # encoder, no head: BertModel (tsdae adds a decoder)
+SIMCSE_DROPOUT = 0.1  # contrastive's dropout when [model] dropout is left at 0: the noise SimCSE needs
 
 
 def build_model(
@@ -37,7 +47,8 @@ def build_model(
     special_ids: dict[str, int | None],
     dropout: float = 0.0,
 ) -> PreTrainedModel:
-    """A freshly initialised model of the family the objective needs (decoder for clm, encoder for mlm)."""
+    """A freshly initialised model of the family the objective needs: decoder (clm, fim), encoder
+    with MLM head (mlm), T5 encoder-decoder (span), encoder (contrastive; tsdae adds a decoder)."""
     if preset not in PRESETS:
         raise UsageError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
@@ -59,26 +70,65 @@ def build_model(
             eos_token_id=special_ids.get("eos"),
             pad_token_id=special_ids.get("pad"),
         )
-        model = LlamaForCausalLM(config)
-    elif objective in MASKED_OBJECTIVES:
-        config = BertConfig(
+        return LlamaForCausalLM(config)
+    if objective in MASKED_OBJECTIVES:
+        return BertForMaskedLM(_bert_config(p, padded_vocab, seq_len, special_ids, dropout))
+    if objective in SEQ2SEQ_OBJECTIVES:
+        # T5 v1.1 layout (gated GELU, relative positions: no length limit), tied embeddings; the
+        # decoder starts from pad, as T5's does.
+        config = T5Config(
             vocab_size=padded_vocab,
-            hidden_size=p.hidden,
-            intermediate_size=p.encoder_ffn,
-            num_hidden_layers=p.layers,
-            num_attention_heads=p.heads,
-            max_position_embeddings=seq_len,
-            type_vocab_size=1,
-            hidden_dropout_prob=dropout,
-            attention_probs_dropout_prob=dropout,
-            pad_token_id=special_ids.get("pad") or 0,
-            bos_token_id=special_ids.get("bos"),
-            eos_token_id=special_ids.get("eos"),
+            d_model=p.hidden,
+            d_kv=p.hidden // p.heads,
+            d_ff=p.decoder_ffn,
+            num_layers=p.layers,
+            num_decoder_layers=p.layers,
+            num_heads=p.heads,
+            feed_forward_proj="gated-gelu",
+            dropout_rate=dropout,
             tie_word_embeddings=True,
+            pad_token_id=special_ids.get("pad") or 0,
+            eos_token_id=special_ids.get("eos"),
+            decoder_start_token_id=special_ids.get("pad") or 0,
         )
-        model = BertForMaskedLM(config)
-    else:
-        raise UsageError(f"objective {objective!r} has no model family yet; use clm or mlm")
+        return T5ForConditionalGeneration(config)
+    if objective in EMBEDDING_OBJECTIVES:
+        dropout = dropout or SIMCSE_DROPOUT
+        # Embedding models are used on passages of any length later: at least BERT's 512 positions.
+        encoder = BertModel(_bert_config(p, padded_vocab, max(seq_len, 512), special_ids, dropout), add_pooling_layer=False)
+        if objective == "contrastive":
+            return encoder
+        return tsdae_model(encoder)
+    raise UsageError(f"objective {objective!r} has no model family")
+
+
+def _bert_config(p, padded_vocab: int, seq_len: int, special_ids: dict[str, int | None], dropout: float) -> BertConfig:
+    return BertConfig(
+        vocab_size=padded_vocab,
+        hidden_size=p.hidden,
+        intermediate_size=p.encoder_ffn,
+        num_hidden_layers=p.layers,
+        num_attention_heads=p.heads,
+        max_position_embeddings=seq_len,
+        type_vocab_size=1,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        pad_token_id=special_ids.get("pad") or 0,
+        bos_token_id=special_ids.get("bos"),
+        eos_token_id=special_ids.get("eos"),
+        tie_word_embeddings=True,
+    )
+
+
+def tsdae_model(encoder: PreTrainedModel) -> EncoderDecoderModel:
+    """TSDAE's encoder-decoder: the encoder, and a BERT decoder with cross-attention started from
+    the encoder's weights (the paper ties them; see objectives/tsdae.py)."""
+    dec_config = BertConfig(**{**encoder.config.to_dict(), "is_decoder": True, "add_cross_attention": True})
+    decoder = BertLMHeadModel(dec_config)
+    decoder.bert.load_state_dict(encoder.state_dict(), strict=False)  # embeddings and layers; cross-attention stays new
+    model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
+    model.config.decoder_start_token_id = encoder.config.eos_token_id
+    model.config.pad_token_id = encoder.config.pad_token_id
     return model
 
 
@@ -96,8 +146,20 @@ def load_pretrained(model_dir: Path, objective: str) -> PreTrainedModel:
         )
     if not any(model_dir.glob("*.safetensors")):
         raise UsageError(f"{model_dir} has no .safetensors weights; selfsup does not load pickle (.bin) checkpoints")
-    auto = AutoModelForCausalLM if objective in CAUSAL_OBJECTIVES else AutoModelForMaskedLM
-    return auto.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
+    kwargs = dict(use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
+    if objective in CAUSAL_OBJECTIVES:
+        return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    if objective in MASKED_OBJECTIVES:
+        return AutoModelForMaskedLM.from_pretrained(model_dir, **kwargs)
+    if objective in SEQ2SEQ_OBJECTIVES:
+        return AutoModelForSeq2SeqLM.from_pretrained(model_dir, **kwargs)
+    if objective == "tsdae":
+        if config.get("model_type") == "encoder-decoder":  # a tsdae checkpoint
+            return EncoderDecoderModel.from_pretrained(model_dir, **kwargs)
+        return tsdae_model(AutoModel.from_pretrained(model_dir, **kwargs))  # an encoder to adapt
+    if objective in EMBEDDING_OBJECTIVES:
+        return AutoModel.from_pretrained(model_dir, **kwargs)
+    raise UsageError(f"objective {objective!r} has no model family")
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -14,7 +14,12 @@ import torch
 
 from selfsup.config import ObjectiveConfig
 from selfsup.objectives.clm import CausalLM
+from selfsup.objectives.contrastive import Contrastive
+from selfsup.objectives.fim import FillInTheMiddle
 from selfsup.objectives.mlm import MaskedLM
+from selfsup.objectives.span import SpanCorruption
+from selfsup.objectives.tsdae import TSDAE
+from selfsup.objectives.words import WordBoundaries
 
 
 class Objective(Protocol):
@@ -29,7 +34,17 @@ class Objective(Protocol):
         ...
 
 
-def get_objective(cfg: ObjectiveConfig, special_ids: dict[str, int | None], vocab_size: int) -> Objective:
+def get_objective(cfg: ObjectiveConfig, special_ids: dict[str, int | None], vocab_size: int, *, tokenizer=None) -> Objective:
+    """The objective named in the recipe. `tokenizer` (default: `special_ids.tokenizer`, which
+    `tokens.special_ids` attaches) is needed only to find word boundaries (mlm whole words, tsdae)."""
+    tokenizer = tokenizer if tokenizer is not None else getattr(special_ids, "tokenizer", None)
+    special = [int(i) for i in special_ids.values() if i is not None]
+
+    def words() -> WordBoundaries:
+        if tokenizer is None:
+            raise ValueError(f"{cfg.name} works on whole words and needs the tokenizer (pass tokenizer=...)")
+        return WordBoundaries.from_tokenizer(tokenizer, vocab_size, special)
+
     if cfg.name == "clm":
         return CausalLM(eos_id=special_ids["eos"], document_mask=cfg.document_mask)
     if cfg.name == "mlm":
@@ -39,8 +54,20 @@ def get_objective(cfg: ObjectiveConfig, special_ids: dict[str, int | None], voca
             mask_rate=cfg.mask_rate,
             mask_replace=cfg.mask_replace,
             random_replace=cfg.random_replace,
+            words=words() if (cfg.whole_word or cfg.mask_spans) else None,
+            mask_spans=cfg.mask_spans,
+            span_p=cfg.span_p,
+            max_span_words=cfg.max_span_words,
         )
+    if cfg.name == "fim":
+        return FillInTheMiddle(special_ids, fim_rate=cfg.fim_rate, spm_rate=cfg.spm_rate, document_mask=cfg.document_mask)
+    if cfg.name == "span":
+        return SpanCorruption(special_ids, noise_density=cfg.noise_density, mean_noise_span_length=cfg.mean_noise_span_length)
+    if cfg.name == "contrastive":
+        return Contrastive(special_ids, passage_tokens=cfg.passage_tokens, temperature=cfg.temperature, positives=cfg.positives)
+    if cfg.name == "tsdae":
+        return TSDAE(special_ids, words(), passage_tokens=cfg.passage_tokens, deletion_rate=cfg.deletion_rate)
     raise ValueError(f"unknown objective {cfg.name!r}")
 
 
-__all__ = ["CausalLM", "MaskedLM", "Objective", "get_objective"]
+__all__ = ["TSDAE", "CausalLM", "Contrastive", "FillInTheMiddle", "MaskedLM", "Objective", "SpanCorruption", "get_objective"]

@@ -42,22 +42,46 @@ def load_tokenizer(tokenizer_dir: Path) -> transformers.PreTrainedTokenizerFast:
     return tok
 
 
-def special_ids(tok: transformers.PreTrainedTokenizerBase) -> dict[str, int | None]:
-    """Ids of bos / eos / pad / mask / unk, None where the tokenizer has none.
+class SpecialIds(dict):
+    """name → id (None where absent), carrying the tokenizer it was read from (`.tokenizer`).
+
+    Objectives are built from these ids alone (`get_objective(cfg, ids, vocab_size)`); the few that
+    also need the vocabulary's strings (whole-word masking finds word starts in them) read
+    `.tokenizer`, so the train loop's call needs no second argument.
+    """
+
+    tokenizer: transformers.PreTrainedTokenizerBase | None = None
+
+
+# Objective sentinels looked up by content, so a reused tokenizer that has them (SmolLM2 has the
+# <fim_*> tokens, T5 has <extra_id_N>) serves `fim` / `span` too. Listed only when present.
+_SENTINELS = ["fim_prefix", "fim_middle", "fim_suffix", *(f"extra_id_{i}" for i in range(100))]
+
+
+def special_ids(tok: transformers.PreTrainedTokenizerBase) -> SpecialIds:
+    """Ids of bos / eos / pad / mask / unk (None where the tokenizer has none), then any sentinels.
 
     eos is the end-of-document marker the packer appends: the tokenizer's eos token, else its sep
     token (BERT-style encoders have [SEP] and no eos). pad falls back to eos, because packed
     blocks need no padding and a model only needs *some* id to pad generation batches with.
+    Sentinels (`fim_prefix`, `fim_middle`, `fim_suffix`, `extra_id_N`) are added only where the
+    vocabulary holds `<name>` as a token.
     """
     eos = tok.eos_token_id if tok.eos_token_id is not None else getattr(tok, "sep_token_id", None)
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-    return {
+    ids = SpecialIds({
         "bos": tok.bos_token_id,
         "eos": eos,
         "pad": pad,
         "mask": tok.mask_token_id,
         "unk": tok.unk_token_id,
-    }
+    })
+    vocab = tok.get_vocab()
+    for name in _SENTINELS:
+        if f"<{name}>" in vocab:
+            ids[name] = vocab[f"<{name}>"]
+    ids.tokenizer = tok
+    return ids
 
 
 def vocab_size(tok: transformers.PreTrainedTokenizerBase) -> int:

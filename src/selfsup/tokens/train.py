@@ -3,7 +3,8 @@
 Byte-level BPE (GPT-2 style) has the 256 byte symbols in its alphabet, so any text is encodable
 with no unknown tokens, and bits-per-byte is exact (see byte_lengths.py). Special tokens are
 added first, so their ids are fixed whatever the corpus: <pad>=0, <s>=1, </s>=2, <unk>=3,
-<mask>=4. The tokenizer adds no BOS/EOS by itself (no post-processor): `tok("hello")` returns the
+<mask>=4, then the objectives' sentinels <fim_prefix>=5, <fim_middle>=6, <fim_suffix>=7 and
+<extra_id_0..31>=8..39 (reserved for every objective; see RESERVED_TOKENS). The tokenizer adds no BOS/EOS by itself (no post-processor): `tok("hello")` returns the
 text's tokens only, and the packer appends EOS to each document.
 
 The output directory is a plain Hugging Face tokenizer directory (tokenizer.json +
@@ -33,6 +34,15 @@ from selfsup.tokens.load import load_tokenizer, special_ids, vocab_size
 
 # name -> token, in id order: the trainer adds them first, so these ids hold for every corpus.
 SPECIAL_TOKENS = {"pad": "<pad>", "bos": "<s>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
+
+# Sentinels of the `fim` and `span` objectives, reserved at every tokenizer training (ids 5..39)
+# whatever the objective: one tokenizer then serves every objective, a workdir's shards can be
+# retrained with another objective, and an id never changes meaning. 35 ids of 8k are a 0.4% cost.
+# 32 span sentinels cover T5 span corruption of blocks up to ~640 tokens at the T5 defaults.
+FIM_TOKENS = {"fim_prefix": "<fim_prefix>", "fim_middle": "<fim_middle>", "fim_suffix": "<fim_suffix>"}
+N_SPAN_SENTINELS = 32
+SENTINEL_TOKENS = {f"extra_id_{i}": f"<extra_id_{i}>" for i in range(N_SPAN_SENTINELS)}
+RESERVED_TOKENS = {**SPECIAL_TOKENS, **FIM_TOKENS, **SENTINEL_TOKENS}
 
 # Files a Hugging Face tokenizer directory may hold: copied by `from`, cleared before a rerun.
 TOKENIZER_FILES = (
@@ -67,7 +77,7 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, cfg: TokenizerConfig, finge
     trainer = trainers.BpeTrainer(
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
-        special_tokens=list(SPECIAL_TOKENS.values()),
+        special_tokens=list(RESERVED_TOKENS.values()),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -84,6 +94,7 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, cfg: TokenizerConfig, finge
         pad_token=SPECIAL_TOKENS["pad"],
         unk_token=SPECIAL_TOKENS["unk"],
         mask_token=SPECIAL_TOKENS["mask"],
+        additional_special_tokens=[*FIM_TOKENS.values(), *SENTINEL_TOKENS.values()],
         # The tokenizer does not know the model's context length; export sets the model's.
         model_max_length=VERY_LARGE_INTEGER,
     )
@@ -92,7 +103,7 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, cfg: TokenizerConfig, finge
     # Check the saved directory as a user will load it, before committing it with the manifest.
     loaded = load_tokenizer(out_dir)
     ids = special_ids(loaded)
-    expected = {name: i for i, name in enumerate(SPECIAL_TOKENS)}
+    expected = {name: i for i, name in enumerate(RESERVED_TOKENS)}
     if {k: ids[k] for k in expected} != expected:
         raise StageFailure(f"tokenizer saved in {out_dir} reloads with special ids {ids}, expected {expected}")
     return write_manifest(
@@ -103,7 +114,7 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, cfg: TokenizerConfig, finge
             "vocab_size": vocab_size(loaded),
             "trained_on_chars": fed.chars,
             "trained_on_documents": fed.documents,
-            "special_tokens": {name: {"token": t, "id": ids[name]} for name, t in SPECIAL_TOKENS.items()},
+            "special_tokens": {name: {"token": t, "id": ids[name]} for name, t in RESERVED_TOKENS.items()},
             "from": None,
             "seconds": round(time.perf_counter() - started, 3),
         },
@@ -141,7 +152,7 @@ def reuse_tokenizer(from_dir: Path, out_dir: Path, fingerprint: str) -> dict[str
         extra={
             "vocab_size": vocab_size(tok),
             "trained_on_chars": 0,
-            "special_tokens": {k: {"token": names[k], "id": ids[k]} for k in ids},
+            "special_tokens": {k: {"token": names.get(k, f"<{k}>"), "id": ids[k]} for k in ids},
             "from": str(from_dir),
             "copied_files": present,
             "pad_falls_back_to_eos": tok.pad_token_id is None,

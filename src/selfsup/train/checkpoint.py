@@ -4,13 +4,19 @@ A checkpoint is written into `step-N.partial/`: the model as an HF directory (co
 model.safetensors, so `from_pretrained` can load any checkpoint directly), the optimizer state
 as safetensors + JSON, RNG states, and `trainer_state.json` (step, tokens, data cursor, config
 hash, library versions). Every file is fsynced, `MANIFEST.json` (size and sha256 of each file)
-is written last, and only then is the directory renamed to `step-N/`. A directory without a
-manifest that verifies is never loaded. Older checkpoints are deleted only after the new one is
-committed, and the newest `keep` survive.
+is written last, and only then is the directory renamed to `step-N/`. Older checkpoints are
+deleted only after the new one is committed, and the newest `keep` survive.
+
+Trust runs the other way round. A directory is loaded only if its name is `step-N`, its manifest
+verifies, it holds no file the manifest does not list, and every file parses as what it claims to
+be (safetensors or JSON; nothing is ever unpickled). Everything is read and checked against the
+model and optimizer *before* anything is changed, so a checkpoint that fails half-way leaves the
+model untouched and the caller can fall back to the previous one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -22,14 +28,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers.utils import logging as hf_logging
 
 from selfsup.errors import StageFailure
-from selfsup.manifest import verify_manifest, write_manifest
+from selfsup.manifest import list_files, read_manifest, verify_manifest, write_manifest
+from selfsup.train import faults
 
 CHECKPOINT_MANIFEST = "MANIFEST.json"
 STEP_DIR = re.compile(r"^step-(\d+)$")
+PARTIAL_DIR = re.compile(r"^step-(\d+)\.partial$")
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}  # refused even when the manifest lists them
+
+
+class CorruptCheckpoint(StageFailure):
+    """A checkpoint that cannot be trusted; the message says which file and why."""
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -53,13 +67,16 @@ def save_checkpoint(
     partial = root / f"step-{step}.partial"
     if partial.exists():
         shutil.rmtree(partial)
-    _check_free_space(root, model, optimizer)
+    need = _bytes_needed(root, model)
+    _check_free_space(root, need)
     hf_logging.disable_progress_bar()  # a bar per save would drown the training progress line
     try:
         partial.mkdir()
         model.save_pretrained(partial, safe_serialization=True)
         tensors, meta = _flatten_optimizer(optimizer.state_dict())
         save_file(tensors, partial / "optimizer.safetensors")
+        faults.pause_point("save", step)  # test-only: lets a test kill the process mid-save
+        faults.disk_full_point(step, partial / "optimizer.safetensors")  # test-only: a full disk
         _write_json(partial / "optimizer.json", meta)
         rng_tensors, rng_meta = _capture_rng()
         save_file(rng_tensors, partial / "rng.safetensors")
@@ -67,50 +84,151 @@ def save_checkpoint(
         for p in partial.iterdir():
             _fsync(p)
         write_manifest(partial, stage="checkpoint", fingerprint=fingerprint, manifest_name=CHECKPOINT_MANIFEST)
+        _fsync_dir(partial)
         if final.exists():
             shutil.rmtree(final)
         os.replace(partial, final)
         _fsync_dir(root)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        raise StageFailure(f"could not save checkpoint {final}: {exc}; the previous checkpoint is intact") from exc
+        raise StageFailure(_save_failed(final, exc, need)) from exc
     _prune(root, keep)
     return final
 
 
+def iter_checkpoints(run_dir: Path):
+    """(path, problem) for every checkpoint directory, newest first; problem is None if it verifies.
+
+    A generator, so that finding the newest good checkpoint hashes only as far back as it must.
+    Unfinished saves (`step-N.partial/`) are listed too, always with a problem.
+    """
+    root = checkpoints_dir(run_dir)
+    if not root.is_dir():
+        return
+    found = []
+    for p in root.iterdir():
+        if p.is_dir() and (m := STEP_DIR.match(p.name) or PARTIAL_DIR.match(p.name)):
+            found.append((int(m.group(1)), p.name.endswith(".partial"), p))
+    for _, is_partial, path in sorted(found, key=lambda t: (t[0], not t[1]), reverse=True):
+        yield path, ("an unfinished save (the process stopped while writing it)" if is_partial else _problem(path))
+
+
 def find_latest(run_dir: Path) -> tuple[Path | None, list[str]]:
     """Newest checkpoint whose manifest verifies, and a note for each newer one that did not."""
-    root = checkpoints_dir(run_dir)
     problems: list[str] = []
-    if not root.is_dir():
-        return None, problems
-    steps = sorted(
-        ((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()),
-        reverse=True,
-    )
-    for _, path in steps:
-        ok, why = verify_manifest(path, manifest_name=CHECKPOINT_MANIFEST)
-        if ok:
+    for path, problem in iter_checkpoints(run_dir):
+        if problem is None:
             return path, problems
-        problems.append(f"{path.name}: {why}")
+        problems.append(f"{path.name}: {problem}")
     return None, problems
 
 
+def _problem(path: Path) -> str | None:
+    """Why a committed-looking `step-N/` cannot be trusted, or None."""
+    if not any(path.iterdir()):
+        return "empty directory"
+    if not (path / CHECKPOINT_MANIFEST).is_file():
+        return f"{CHECKPOINT_MANIFEST} is missing (the save never finished, or files were copied without it)"
+    manifest = read_manifest(path, CHECKPOINT_MANIFEST)
+    if manifest is None or not isinstance(manifest.get("files"), dict):
+        return f"{CHECKPOINT_MANIFEST} is not readable JSON"
+    ok, why = verify_manifest(path, manifest_name=CHECKPOINT_MANIFEST)
+    if not ok:
+        return why
+    listed = set(manifest["files"])
+    for p in list_files(path, CHECKPOINT_MANIFEST):
+        rel = p.relative_to(path).as_posix()
+        if p.suffix in PICKLE_SUFFIXES:
+            return f"unexpected file {rel}, a pickle-format file (selfsup checkpoints never hold one)"
+        if rel not in listed:
+            return f"unexpected file {rel}, not in {CHECKPOINT_MANIFEST}"
+    return None
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG states in place; returns trainer_state.json."""
+    """Restore weights, optimizer and RNG states in place; returns trainer_state.json.
+
+    Raises CorruptCheckpoint, with nothing changed, if any file is unreadable or does not fit.
+    """
     path = Path(path)
-    weights = load_file(path / "model.safetensors")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
-    missing = [k for k in missing if k not in tied and not _is_tied(model, k)]
-    if missing or unexpected:
-        raise StageFailure(f"checkpoint {path} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    weights = _read_safetensors(path / "model.safetensors")
+    _check_weights_fit(path, model, weights)
+    optimizer_state = None
     if optimizer is not None:
-        meta = json.loads((path / "optimizer.json").read_text())
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta))
-    state = json.loads((path / "trainer_state.json").read_text())
-    _restore_rng(load_file(path / "rng.safetensors"), state.get("rng", {}))
+        meta = _read_json(path / "optimizer.json")
+        try:
+            optimizer_state = _unflatten_optimizer(_read_safetensors(path / "optimizer.safetensors"), meta)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptCheckpoint(f"{path.name}/optimizer.json does not describe optimizer.safetensors ({exc})") from None
+        _check_optimizer_fits(path, optimizer, optimizer_state)
+    state = _read_json(path / "trainer_state.json")
+    missing = [k for k in ("step", "tokens", "data") if k not in state]
+    if missing:
+        raise CorruptCheckpoint(f"{path.name}/trainer_state.json lacks {', '.join(missing)}")
+    rng = _read_safetensors(path / "rng.safetensors")
+    if "torch_cpu" not in rng or rng["torch_cpu"].shape != torch.get_rng_state().shape:
+        raise CorruptCheckpoint(f"{path.name}/rng.safetensors holds no valid torch RNG state")
+    # Everything is read and fits: only now change the model, the optimizer and the RNGs.
+    model.load_state_dict(weights, strict=False)
+    if optimizer is not None:
+        optimizer.load_state_dict(optimizer_state)
+    _restore_rng(rng, state.get("rng", {}))
     return state
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; anything else (a pickle above all) is refused, never executed."""
+    if not path.is_file():
+        raise CorruptCheckpoint(f"{path.parent.name}/{path.name} is missing")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        what = " (it looks like a pickle or torch.save file, which selfsup never loads)" if (
+            head[:1] == b"\x80" or head == b"PK\x03\x04") else ""
+        raise CorruptCheckpoint(f"{path.parent.name}/{path.name} is not a valid safetensors file{what}: {exc}") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptCheckpoint(f"{path.parent.name}/{path.name} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise CorruptCheckpoint(f"{path.parent.name}/{path.name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CorruptCheckpoint(f"{path.parent.name}/{path.name} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _check_weights_fit(path: Path, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    expected = model.state_dict()
+    unexpected = [k for k in weights if k not in expected]
+    wrong = [k for k in weights if k in expected and weights[k].shape != expected[k].shape]
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    missing = [k for k in expected if k not in weights and k not in tied and not _is_tied(model, k)]
+    if missing or unexpected or wrong:
+        raise CorruptCheckpoint(
+            f"{path.name}/model.safetensors does not fit the model: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
+        )
+
+
+def _check_optimizer_fits(path: Path, optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Same groups, same sizes, and each moment shaped like its parameter (torch checks only the first two)."""
+    groups = optimizer.param_groups
+    sizes = [len(g["params"]) for g in groups]
+    saved_sizes = [len(g.get("params", [])) for g in saved["param_groups"]]
+    if sizes != saved_sizes:
+        raise CorruptCheckpoint(f"{path.name}/optimizer.json has parameter groups of sizes {saved_sizes}, the optimizer {sizes}")
+    params = [p for g in groups for p in g["params"]]
+    for pid, st in saved["state"].items():
+        if not 0 <= pid < len(params):
+            raise CorruptCheckpoint(f"{path.name}/optimizer.safetensors has state for unknown parameter {pid}")
+        for key, value in st.items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != params[pid].shape:
+                raise CorruptCheckpoint(f"{path.name}/optimizer.safetensors: {key} of parameter {pid} has the wrong shape")
 
 
 def _is_tied(model: torch.nn.Module, key: str) -> bool:
@@ -187,16 +305,39 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _check_free_space(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Refuse to start a save that cannot fit: weights + two Adam moments, with a margin."""
+def _bytes_needed(root: Path, model: torch.nn.Module) -> int:
+    """Disk a new checkpoint takes: the last one's size if there is one, else weights + two Adam moments."""
+    previous = sorted(
+        ((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name))), reverse=True
+    )
+    for _, path in previous:
+        manifest = read_manifest(path, CHECKPOINT_MANIFEST)
+        if manifest and isinstance(manifest.get("files"), dict):
+            return int(sum(f.get("bytes", 0) for f in manifest["files"].values()) * 1.1) + (1 << 20)
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    need = int(n_bytes * 3 * 1.2) + (1 << 20)
+    return int(n_bytes * 3 * 1.2) + (1 << 20)
+
+
+def _check_free_space(root: Path, need: int) -> None:
+    """Refuse to start a save that cannot fit, before a byte is written."""
     free = shutil.disk_usage(root).free
     if free < need:
         raise StageFailure(
             f"not enough disk space for a checkpoint in {root}: {need / 2**20:.0f} MiB needed, "
             f"{free / 2**20:.0f} MiB free; free space and run the same command again to resume"
         )
+
+
+def _save_failed(final: Path, exc: BaseException, need: int) -> str:
+    previous = next((p.name for p, problem in iter_checkpoints(final.parent.parent) if problem is None), None)
+    kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        free = shutil.disk_usage(final.parent).free
+        return (
+            f"disk full while writing checkpoint {final}: it needs about {need / 2**20:.0f} MiB, "
+            f"{free / 2**20:.0f} MiB are free; {kept}. Free space and run the same command again to resume"
+        )
+    return f"could not save checkpoint {final}: {exc}; {kept}"
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -8,6 +8,7 @@ ratio is what tells whether the loop wastes the hardware.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 import torch
@@ -43,6 +44,12 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def flops_per_token(n_params: int, layers: int, hidden: int, seq_len: int) -> float:
     """Training FLOPs per token: 6·N (forward + backward matmuls) + 12·L·d·T (attention scores)."""
     return 6.0 * n_params + 12.0 * layers * hidden * seq_len
+
+
+@functools.lru_cache(maxsize=4)
+def measured_matmul_peak(device: torch.device, dtype: torch.dtype | None) -> float:
+    """`measure_matmul_peak` once per process and precision: a resumed or repeated run reuses it."""
+    return measure_matmul_peak(device, dtype, seconds=0.5)
 
 
 def measure_matmul_peak(device: torch.device, dtype: torch.dtype | None, seconds: float = 1.0) -> float:

@@ -9,13 +9,19 @@ current step (with a checkpoint to resume from).
 State lives in three places, all saved in each checkpoint: the weights and optimizer, the data
 position (`DataOrder`: seed, epoch, cursor) and the global RNGs (dropout). Objective randomness
 (which tokens to mask) is seeded from (seed, step, micro-batch), so it needs no saving at all.
-Re-running the same command resumes from the newest checkpoint that verifies.
+Re-running the same command resumes from the newest checkpoint that verifies (a corrupt or
+unfinished newer one is reported, removed, and its steps redone), so a run killed at any moment —
+SIGKILL included — ends with the same weights as one that never stopped. A step whose loss or
+gradient is not finite changes nothing and is counted (`guards.py`); `faults.py` holds the
+test-only hooks that let the tests kill, poison or fill the disk at an exact place.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -28,18 +34,20 @@ import torch
 from selfsup.config import Recipe, settings_hash
 from selfsup.console import console, say
 from selfsup.errors import StageFailure, UsageError
-from selfsup.manifest import write_json_atomic, write_manifest
+from selfsup.manifest import MANIFEST, read_manifest, write_json_atomic, write_manifest
 from selfsup.models import build_model, count_parameters, load_pretrained
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
 from selfsup.tokens import load_tokenizer, special_ids
-from selfsup.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from selfsup.train import faults
+from selfsup.train.checkpoint import CorruptCheckpoint, iter_checkpoints, load_checkpoint, save_checkpoint
 from selfsup.train.data_order import DataOrder
+from selfsup.train.guards import LossSpikeMonitor, NonFiniteGuard
 from selfsup.train.hardware import (
     autocast,
     autocast_dtype,
     flops_per_token,
-    measure_matmul_peak,
+    measured_matmul_peak,
     pick_device,
 )
 from selfsup.train.schedule import lr_at
@@ -51,7 +59,10 @@ class Interrupted(Exception):
     """SIGTERM/SIGINT arrived; the step in flight finished and a checkpoint was saved."""
 
     def __init__(self, checkpoint: Path) -> None:
-        super().__init__(f"interrupted; saved {checkpoint}. Run the same command again to resume.")
+        super().__init__(
+            f"interrupted: saved {checkpoint} ({Path(checkpoint).name}). Run the same command again to resume "
+            "from there (add --fresh to start over instead)."
+        )
         self.checkpoint = checkpoint
 
 
@@ -63,7 +74,8 @@ def train_fingerprint(recipe: Recipe, shards_digest: str | None, tokenizer_diges
     """
     t = recipe.train.model_dump(
         exclude={"progress", "log_every", "eval_every", "eval_batches", "checkpoint_every_steps",
-                 "checkpoint_every_minutes", "keep_checkpoints", "threads", "max_minutes"}
+                 "checkpoint_every_minutes", "keep_checkpoints", "threads", "max_minutes",
+                 "loss_spike_sigmas", "loss_spike_window"}
     )
     return settings_hash("train", recipe.model, recipe.objective, t, shards_digest, tokenizer_digest)
 
@@ -97,6 +109,7 @@ def train(
     device = pick_device()
     amp_dtype = autocast_dtype(cfg.precision, device)
 
+    _require_finished_pack(Path(shards_dir))
     tokenizer = load_tokenizer(tokenizer_dir)
     ids = special_ids(tokenizer)
     data = TokenShards(shards_dir, "train")
@@ -125,13 +138,16 @@ def train(
         total_steps = min(total_steps, by_tokens) if total_steps else by_tokens
 
     order = DataOrder(seed=cfg.seed, n_blocks=len(data))
+    guard = NonFiniteGuard(limit=cfg.max_nonfinite_in_a_row)
+    spikes = LossSpikeMonitor(window=cfg.loss_spike_window, sigmas=cfg.loss_spike_sigmas)
     step, tokens, clock = 0, 0, _Clock()
-    resumed = _resume_or_start(run_dir, model, optimizer, fingerprint, fresh)
+    last_ckpt, resumed = _resume_or_start(run_dir, model, optimizer, fingerprint, fresh)
     if resumed is not None:
         step, tokens = int(resumed["step"]), int(resumed["tokens"])
         order = DataOrder.from_state(resumed["data"])
+        guard.load_state_dict(resumed)
         clock.before = float(resumed.get("elapsed_s", 0.0))
-    _truncate_metrics(run_dir / METRICS, step)
+    spikes.refill(_truncate_metrics(run_dir / METRICS, step))
 
     say(
         f"[bold]train[/] {recipe.objective.name} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
@@ -142,12 +158,10 @@ def train(
     layers = getattr(model.config, "num_hidden_layers", 0)
     hidden = getattr(model.config, "hidden_size", 0)
     flops_tok = flops_per_token(n_params, layers, hidden, seq_len)
-    peak = measure_matmul_peak(device, amp_dtype, seconds=0.5)
+    peak = measured_matmul_peak(device, amp_dtype)
 
     stop_requested = _install_stop_handlers()
     last_save_time = time.monotonic()
-    last_ckpt_step = step
-    nonfinite_in_a_row = 0
     interval_tokens, interval_start = 0, time.perf_counter()
     tokens_per_s = 0.0
 
@@ -155,14 +169,18 @@ def train(
         return {
             "step": step, "tokens": tokens, "data": order.state_dict(), "elapsed_s": clock.elapsed(),
             "fingerprint": fingerprint, "objective": recipe.objective.name, "parameters": n_params,
+            **guard.state_dict(),
         }
 
     def save() -> Path:
-        nonlocal last_save_time, last_ckpt_step
+        nonlocal last_save_time, last_ckpt
         path = save_checkpoint(run_dir, model=model, optimizer=optimizer, trainer_state=trainer_state(),
                                fingerprint=fingerprint, keep=cfg.keep_checkpoints)
-        last_save_time, last_ckpt_step = time.monotonic(), step
+        last_save_time, last_ckpt = time.monotonic(), path
         return path
+
+    def saved_at_this_step() -> bool:
+        return last_ckpt is not None and last_ckpt.name == f"step-{step}"
 
     def done() -> str | None:
         if total_steps is not None and step >= total_steps:
@@ -176,6 +194,7 @@ def train(
         task = progress.add_task("train", total=1000, loss=float("nan"), tps=0.0, step=step)
         try:
             while (reason := done()) is None:
+                faults.pause_point("step", step + 1)  # test-only hooks (faults.py): inert unless SELFSUP_TEST_* is set
                 lr = lr_at(step, peak=cfg.lr, warmup=cfg.warmup_steps, total=total_steps, min_ratio=cfg.min_lr_ratio)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -187,39 +206,48 @@ def train(
                     gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, step, micro))
                     batch = {k: v.to(device) for k, v in objective.make_batch(blocks, gen).items()}
                     with autocast(device, amp_dtype):
-                        loss = objective.compute_loss(forward, batch)
+                        loss = faults.poison_loss(objective.compute_loss(forward, batch), step + 1)
                     (loss / cfg.grad_accum).backward()
                     loss_sum += loss.detach().float().item()
+                    faults.pause_point("micro", step + 1, micro)
                 loss_value = loss_sum / cfg.grad_accum
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
                 ).item()
-                if math.isfinite(loss_value) and math.isfinite(grad_norm):
+                applied = guard.check(loss_value, grad_norm)
+                if applied:
                     optimizer.step()
-                    nonfinite_in_a_row = 0
-                else:
-                    nonfinite_in_a_row += 1
-                    say(f"[yellow]step {step}: loss {loss_value} / grad norm {grad_norm} not finite; update skipped")
+                else:  # nothing reaches the weights; the batch still counts as consumed
+                    say(f"[yellow]step {step + 1}: loss {loss_value} / grad norm {grad_norm} not finite; update "
+                        f"skipped ({guard.in_a_row} in a row, {guard.skipped_total} in all)")
                 optimizer.zero_grad(set_to_none=True)
                 order.commit(next_epoch, next_cursor)
                 step += 1
                 tokens += tokens_per_step
                 interval_tokens += tokens_per_step
 
-                if nonfinite_in_a_row >= cfg.max_nonfinite_in_a_row:
-                    raise StageFailure(
-                        f"{nonfinite_in_a_row} steps in a row had a non-finite loss or gradient (last at step "
-                        f"{step}); stopping. Lower [train] lr or check the data; the last good checkpoint is kept."
-                    )
-                if step % cfg.log_every == 0 or done():
+                spike = spikes.observe(loss_value)
+                if spike:
+                    say(f"[yellow]step {step}: loss spike, {loss_value:.3f} against {spike[0]:.3f} ± {spike[1]:.3f} "
+                        f"over the last {len(spikes) - 1} steps; if this repeats, lower [train] lr")
+                if step % cfg.log_every == 0 or done() or not applied or spike:
                     now = time.perf_counter()
                     tokens_per_s = interval_tokens / max(now - interval_start, 1e-9)
                     interval_tokens, interval_start = 0, now
                     _append_metrics(run_dir / METRICS, {
-                        "step": step, "loss": loss_value, "lr": lr, "tokens": tokens, "tokens_per_s": tokens_per_s,
-                        "grad_norm": grad_norm, "elapsed_s": clock.elapsed(),
-                        "mfu": tokens_per_s * flops_tok / peak if peak else None,
+                        "step": step, "loss": _finite_or_none(loss_value), "lr": lr, "tokens": tokens,
+                        "tokens_per_s": tokens_per_s, "grad_norm": _finite_or_none(grad_norm),
+                        "elapsed_s": clock.elapsed(), "mfu": tokens_per_s * flops_tok / peak if peak else None,
+                        "skipped_nonfinite": guard.skipped_total,
+                        **({"skipped": True} if not applied else {}), **({"loss_spike": True} if spike else {}),
                     })
+                if guard.exhausted:
+                    kept = f"the last good checkpoint, {last_ckpt}, is kept" if last_ckpt else "no checkpoint was saved"
+                    raise StageFailure(
+                        f"{guard.in_a_row} steps in a row (steps {step - guard.in_a_row + 1}-{step}) had a non-finite "
+                        f"loss or gradient norm; stopping without saving ({kept}). Lower [train] lr, raise "
+                        "warmup_steps or check the data, then run again (add --fresh to start over)."
+                    )
                 if val is not None and (step % cfg.eval_every == 0 or done()):
                     val_loss = validation_loss(forward, objective, val, cfg, device, amp_dtype)
                     _append_metrics(run_dir / METRICS, {"step": step, "val_loss": val_loss, "tokens": tokens})
@@ -236,7 +264,7 @@ def train(
         finally:
             _restore_stop_handlers()
 
-    final = save() if last_ckpt_step != step or not find_latest(run_dir)[0] else find_latest(run_dir)[0]
+    final = last_ckpt if saved_at_this_step() else save()
     elapsed = clock.elapsed()
     summary = {
         "objective": recipe.objective.name, "preset": recipe.model.preset,
@@ -246,6 +274,7 @@ def train(
         "tokens_per_s": _mean_throughput(run_dir / METRICS), "flops_per_token": flops_tok,
         "matmul_peak_flops": peak, "device": device.type, "stopped_by": reason,
         "checkpoint": str(final.relative_to(run_dir)), "resumed_from_step": resumed["step"] if resumed else None,
+        "skipped_nonfinite": guard.skipped_total,
         "recipe": recipe.model_dump(mode="json", by_alias=True),
     }
     summary["mfu"] = summary["tokens_per_s"] * flops_tok / peak if peak else None
@@ -288,30 +317,66 @@ def _adamw(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.Opt
         return torch.optim.AdamW(groups, foreach=True, **kwargs)
 
 
-def _resume_or_start(run_dir: Path, model, optimizer, fingerprint: str, fresh: bool) -> dict[str, Any] | None:
+def _resume_or_start(
+    run_dir: Path, model, optimizer, fingerprint: str, fresh: bool
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """Load the newest checkpoint that verifies and loads; (None, None) means start from step 0.
+
+    Newer checkpoints that fail (corrupt, unfinished, not loadable) are reported with the reason
+    and removed: their steps are redone, and left in place they would count towards
+    `keep_checkpoints` and push good checkpoints out.
+    """
     if fresh:
         _clear_run(run_dir)
-        return None
-    latest, problems = find_latest(run_dir)
-    for p in problems:
-        say(f"[yellow]skipping checkpoint {p}")
-    if latest is None:
+        return None, None
+    chosen, state, rejected = None, None, []
+    for path, problem in iter_checkpoints(run_dir):
+        if problem is None:
+            manifest = json.loads((path / "MANIFEST.json").read_text())
+            if manifest.get("fingerprint") != fingerprint:
+                raise UsageError(
+                    f"{run_dir} holds checkpoints made with other settings or data; pass --fresh to start over, "
+                    "or choose another output directory"
+                )
+            try:
+                state = load_checkpoint(path, model, optimizer)
+                chosen = path
+                break
+            except CorruptCheckpoint as exc:
+                problem = str(exc)
+        say(f"[yellow]skipping checkpoint {path}: {problem}; removing it")
+        rejected.append(path)
+    if chosen is None:
         _clear_run(run_dir)
-        return None
-    manifest = json.loads((latest / "MANIFEST.json").read_text())
-    if manifest.get("fingerprint") != fingerprint:
+        if rejected:
+            say("[yellow]no usable checkpoint left; starting from step 0")
+        return None, None
+    for path in rejected:
+        shutil.rmtree(path, ignore_errors=True)
+    say(f"[cyan]resuming[/] from {chosen} (step {state['step']}, {state['tokens']:,} tokens)")
+    return chosen, state
+
+
+def _require_finished_pack(shards_dir: Path) -> None:
+    """Train only on a pack that committed: its manifest exists and every listed file has its size.
+
+    A pack killed half-way has no manifest (it is removed first and written last). Sizes, not
+    sha256: hashing gigabytes of shards at every resume would make resuming expensive, and the
+    fingerprint already ties the run to the manifest's digests.
+    """
+    manifest = read_manifest(shards_dir)
+    if manifest is None or manifest.get("stage") != "pack":
         raise UsageError(
-            f"{run_dir} holds checkpoints made with other settings or data; pass --fresh to start over, "
-            "or choose another output directory"
+            f"{shards_dir} has no {MANIFEST} from a finished pack (an interrupted `selfsup pack` leaves none); "
+            "run `selfsup pack` again"
         )
-    state = load_checkpoint(latest, model, optimizer)
-    say(f"[cyan]resuming[/] from {latest} (step {state['step']}, {state['tokens']:,} tokens)")
-    return state
+    for rel, meta in manifest.get("files", {}).items():
+        path = shards_dir / rel
+        if not path.is_file() or path.stat().st_size != meta.get("bytes"):
+            raise UsageError(f"{path} is missing or changed since {shards_dir / MANIFEST} was written; run `selfsup pack` again")
 
 
 def _clear_run(run_dir: Path) -> None:
-    import shutil
-
     for name in ("checkpoints", METRICS, "run.json", "manifest.json"):
         path = run_dir / name
         if path.is_dir():
@@ -338,18 +403,32 @@ def _append_metrics(path: Path, record: dict[str, Any]) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep metric lines up to the resumed step, so every step appears exactly once."""
+def _truncate_metrics(path: Path, step: int) -> list[float]:
+    """Keep metric lines up to the resumed step, so every step appears exactly once; returns their losses.
+
+    Rewritten to a temporary file and renamed, so a kill during the rewrite loses nothing.
+    """
     if not path.exists():
-        return
-    kept = []
+        return []
+    kept, losses = [], []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            if json.loads(line).get("step", 0) <= step:
-                kept.append(line)
+            record = json.loads(line)
         except ValueError:
             continue  # a line cut by a kill
-    path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        if record.get("step", 0) <= step:
+            kept.append(line)
+            if "loss" in record:
+                losses.append(record["loss"])
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return losses
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no NaN: a non-finite value is logged as null."""
+    return x if math.isfinite(x) else None
 
 
 def _mean_throughput(path: Path) -> float:
@@ -380,7 +459,9 @@ def _install_stop_handlers():
     _stop_flag["set"] = False
 
     def handler(signum, frame):
-        _stop_flag["set"] = True
+        if _stop_flag["set"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now (the last checkpoint is still there)
+        _stop_flag["set"] = True  # nothing else here: printing from a signal handler can deadlock
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:

@@ -1,0 +1,34 @@
+"""Mojibake repair: text that was decoded with the wrong code page somewhere upstream ("cafÃ©").
+
+ftfy undoes such mis-decodings when it is confident; everything else it is told to leave alone
+(quotes, ligatures, widths, HTML entities, line breaks), so text that is not broken is unchanged.
+"""
+
+from __future__ import annotations
+
+import ftfy
+
+_CONFIG = ftfy.TextFixerConfig(
+    unescape_html=False,
+    remove_terminal_escapes=False,
+    fix_encoding=True,
+    restore_byte_a0=True,
+    replace_lossy_sequences=True,
+    decode_inconsistent_utf8=True,
+    fix_c1_controls=True,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    uncurl_quotes=False,
+    fix_line_breaks=False,
+    fix_surrogates=True,
+    remove_control_chars=False,
+    normalization=None,
+    explain=False,
+)
+
+
+def fix_mojibake(text: str) -> str:
+    """`text` with mis-decoded sequences repaired; cheap for plain ASCII."""
+    if text.isascii():
+        return text
+    return ftfy.fix_text(text, _CONFIG)

@@ -1,0 +1,50 @@
+"""PII rules: true positives become typed placeholders and are counted; look-alikes are left alone."""
+
+import pytest
+
+from selfsup.clean.pii import redact
+
+
+@pytest.mark.parametrize(
+    "text, expected, kind",
+    [
+        ("mail jane.doe+x@mail.example.co.uk now", "mail <EMAIL> now", "email"),
+        ("call +41 44 668 18 00 today", "call <PHONE> today", "phone"),
+        ("call (555) 123-4567 today", "call <PHONE> today", "phone"),
+        ("call 555-123-4567 today", "call <PHONE> today", "phone"),
+        ("call 030 1234 5678 today", "call <PHONE> today", "phone"),
+        ("host 192.168.1.20 down", "host <IP> down", "ip"),
+        ("ends with 10.1.2.3.", "ends with <IP>.", "ip"),
+        ("host 2001:db8::8a2e:370:7334 down", "host <IP> down", "ip"),
+        ("card 4111 1111 1111 1111 ok", "card <CARD> ok", "card"),
+        ("card 5500-0000-0000-0004 ok", "card <CARD> ok", "card"),
+        ("pay GB82 WEST 1234 5698 7654 32 now", "pay <IBAN> now", "iban"),
+        ("pay DE89370400440532013000 now", "pay <IBAN> now", "iban"),
+        ("key AKIAIOSFODNN7EXAMPLE here", "key <SECRET> here", "secret"),
+        ("tok ghp_abcdefghijklmnopqrstuvwxyz0123456789 x", "tok <SECRET> x", "secret"),
+        ("password = hunter2XY9z", "password = <SECRET>", "secret"),
+        ('api_key: "sk_live_4eC39HqLyjWDarjtT1"', 'api_key: "<SECRET>"', "secret"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----", "<SECRET>", "secret"),
+    ],
+)
+def test_true_positives(text, expected, kind):
+    redacted, counts = redact(text)
+    assert redacted == expected and counts == {kind: 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1112 fails Luhn",
+        "order 1234567890123 shipped",  # 13 digits, not Luhn-valid
+        "version 3.11.2 and 1.2.3",
+        "on 2024-01-15 at 12:30:45",
+        "IBAN GB00 WEST 1234 5698 7654 32 has a bad check",
+        "a total of 1,234,567.89 dollars",
+        "the password is required",
+        "see section 4.2.1 of RFC 1918",
+        "room 101 and 999 999",
+    ],
+)
+def test_false_positives_are_left_alone(text):
+    assert redact(text) == (text, {})

@@ -1,0 +1,146 @@
+"""Fixture files built at run time (no binaries committed): PDFs, Office files, mail, archives, bombs."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from email.message import EmailMessage
+
+
+def pdf_bytes(pages: list[str], encrypt: bool = False) -> bytes:
+    """A minimal hand-written PDF, one Helvetica text line per page; `encrypt` adds an /Encrypt
+    dictionary whose password check fails for the empty password (so a reader needs one)."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
+    font = 3 + 2 * len(pages)
+    for i, text in enumerate(pages):
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
+            f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
+        )
+        stream = f"BT /F1 12 Tf 72 700 Td ({text}) Tj ET".encode()
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    if encrypt:
+        objects.append(b"<< /Filter /Standard /V 1 /R 2 /O <" + b"41" * 32 + b"> /U <" + b"42" * 32 + b"> /P -4 >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    extra = b""
+    if encrypt:
+        extra = b" /Encrypt %d 0 R /ID [<00112233445566778899aabbccddeeff> <00112233445566778899aabbccddeeff>]" % len(objects)
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, extra, xref)
+    return bytes(out)
+
+
+def docx_bytes(paragraphs: list[str], table: list[list[str]]) -> bytes:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(paragraphs[0])
+    grid = document.add_table(rows=len(table), cols=len(table[0]))
+    for r, row in enumerate(table):
+        for c, value in enumerate(row):
+            grid.cell(r, c).text = value
+    for paragraph in paragraphs[1:]:
+        document.add_paragraph(paragraph)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def pptx_bytes(slides: list[tuple[str, str, str]]) -> bytes:
+    """(title, body, notes) per slide."""
+    import pptx
+
+    deck = pptx.Presentation()
+    for title, body, notes in slides:
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = body
+        slide.notes_slide.notes_text_frame.text = notes
+    buffer = io.BytesIO()
+    deck.save(buffer)
+    return buffer.getvalue()
+
+
+def eml_bytes(subject: str, body: str, html: str | None = None) -> bytes:
+    message = EmailMessage()
+    message["From"] = "Ann <ann@example.com>"
+    message["To"] = "bob@example.com"
+    message["Subject"] = subject
+    message.set_content(body)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    return bytes(message)
+
+
+def html_only_eml(subject: str, html: str) -> bytes:
+    message = EmailMessage()
+    message["Subject"] = subject
+    message.set_content(html, subtype="html")
+    return bytes(message)
+
+
+def mbox_bytes(messages: list[bytes]) -> bytes:
+    return b"".join(b"From someone@example.com Mon Jan  1 00:00:00 2024\n" + m.replace(b"\nFrom ", b"\n>From ") + b"\n" for m in messages)
+
+
+def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(zipfile.ZipInfo(name), data, compress_type=compression)
+    return buffer.getvalue()
+
+
+def tar_bytes(members: dict[str, bytes], mode: str = "w:gz") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def zip_bomb(members: int, member_bytes: int) -> bytes:
+    """`members` members of `member_bytes` zeros each: about 1000:1 deflate, built in bounded memory."""
+    buffer = io.BytesIO()
+    block = b"\0" * (1 << 20)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(members):
+            with archive.open(f"zeros{i}.txt", "w", force_zip64=True) as fh:
+                for _ in range(member_bytes // len(block)):
+                    fh.write(block)
+    return buffer.getvalue()
+
+
+HOSTILE_READERS = '''
+import ctypes, os, time
+
+def hang(data, cfg):
+    time.sleep(3600)
+
+def crash(data, cfg):
+    os._exit(3)
+
+def segfault(data, cfg):
+    ctypes.string_at(0)
+
+def balloon(data, cfg):
+    blocks = []
+    while True:
+        blocks.append(bytearray(256 * 2**20))
+
+def fine(data, cfg):
+    return [data.decode()]
+'''
