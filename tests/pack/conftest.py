@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from pydoc_data.topics import topics
 
 from selfsup.config import TokenizerConfig
+from tests.corpus_writer import write_parquet_corpus
 from selfsup.tokens import train_tokenizer
 
 UNICODE = ["Emoji 😀🚀👩‍💻 and naïve café", "中文文本，日本語のテキスト", "def f(x):\n\treturn x ** 2\n", "literal </s> and <pad> tags"]
 
 
-def _write_corpus(corpus_dir: Path, train: Sequence[str], validation: Sequence[str] = (), parts: int = 1) -> Path:
-    """Write train then validation documents as `part-*.parquet` shards (columns id, text, source, split)."""
-    corpus_dir.mkdir(parents=True, exist_ok=True)
-    rows = [(t, "train") for t in train] + [(t, "validation") for t in validation]
-    per_part = max(1, -(-len(rows) // parts))
-    for k in range(parts):
-        chunk = rows[k * per_part : (k + 1) * per_part]
-        table = pa.table(
-            {
-                "id": [f"doc-{k}-{i}" for i in range(len(chunk))],
-                "text": [t for t, _ in chunk],
-                "source": [f"file-{k}-{i}.txt" for i in range(len(chunk))],
-                "split": [s for _, s in chunk],
-            }
-        )
-        pq.write_table(table, corpus_dir / f"part-{k:05d}.parquet")
-    return corpus_dir
-
-
 @pytest.fixture
 def write_corpus():
     """`write_corpus(dir, train_docs, validation_docs=(), parts=1) -> dir`."""
-    return _write_corpus
+    return write_parquet_corpus
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +33,7 @@ def documents() -> dict[str, list[str]]:
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory, documents: dict[str, list[str]]) -> Path:
     """A byte-level BPE (vocab 300) trained once for the whole session."""
     root = tmp_path_factory.mktemp("tok")
-    corpus = _write_corpus(root / "corpus", documents["train"])
+    corpus = write_parquet_corpus(root / "corpus", documents["train"])
     train_tokenizer(corpus, root / "tokenizer", TokenizerConfig(vocab_size=300), fingerprint="session")
     return root / "tokenizer"
 
@@ -62,4 +41,4 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory, documents: dict[str,
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory, documents: dict[str, list[str]]) -> Path:
     """The documents in three Parquet parts, so the reader crosses file boundaries."""
-    return _write_corpus(tmp_path_factory.mktemp("corpus") / "corpus", documents["train"], documents["validation"], parts=3)
+    return write_parquet_corpus(tmp_path_factory.mktemp("corpus") / "corpus", documents["train"], documents["validation"], parts=3)

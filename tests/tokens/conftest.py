@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from pydoc_data.topics import topics
 
 from selfsup.config import TokenizerConfig
+from tests.corpus_writer import write_parquet_corpus
 from selfsup.tokens import train_tokenizer
 
 MIXED = [
@@ -22,25 +20,6 @@ MIXED = [
 ]
 
 
-def _write_corpus(corpus_dir: Path, train: Sequence[str], validation: Sequence[str] = (), parts: int = 1) -> Path:
-    """Write train then validation documents as `part-*.parquet` shards (columns id, text, source, split)."""
-    corpus_dir.mkdir(parents=True, exist_ok=True)
-    rows = [(t, "train") for t in train] + [(t, "validation") for t in validation]
-    per_part = max(1, -(-len(rows) // parts))
-    for k in range(parts):
-        chunk = rows[k * per_part : (k + 1) * per_part]
-        table = pa.table(
-            {
-                "id": [f"doc-{k}-{i}" for i in range(len(chunk))],
-                "text": [t for t, _ in chunk],
-                "source": [f"file-{k}-{i}.txt" for i in range(len(chunk))],
-                "split": [s for _, s in chunk],
-            }
-        )
-        pq.write_table(table, corpus_dir / f"part-{k:05d}.parquet")
-    return corpus_dir
-
-
 def _sample_documents() -> list[str]:
     return list(topics.values())[:25] + MIXED
 
@@ -48,7 +27,7 @@ def _sample_documents() -> list[str]:
 @pytest.fixture
 def write_corpus():
     """`write_corpus(dir, train_docs, validation_docs=(), parts=1) -> dir`."""
-    return _write_corpus
+    return write_parquet_corpus
 
 
 @pytest.fixture
@@ -61,6 +40,6 @@ def sample_documents() -> list[str]:
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A byte-level BPE (vocab 400) trained once for the whole session."""
     root = tmp_path_factory.mktemp("tok")
-    corpus = _write_corpus(root / "corpus", _sample_documents(), ["held out validation text"])
+    corpus = write_parquet_corpus(root / "corpus", _sample_documents(), ["held out validation text"])
     train_tokenizer(corpus, root / "tokenizer", TokenizerConfig(vocab_size=400), fingerprint="session")
     return root / "tokenizer"
