@@ -19,6 +19,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from selfsup.config import Recipe, settings_hash
@@ -86,11 +87,11 @@ def evaluate(
     seqs, _, n_bytes = document_sequences(texts, document_encoder(tokenizer), ids["eos"], cfg.max_tokens)
     texts = texts[: len(seqs)]
     model_vocab = _vocab_rows(model)
-    log_probs = unigram_log_probs(shards.token_counts()[:model_vocab])
-    if len(log_probs) < model_vocab:  # padded vocabulary rows: never seen, smoothed
-        counts = torch.zeros(model_vocab, dtype=torch.float64)
-        counts[: shards.vocab_size] = torch.from_numpy(shards.token_counts()).double()
-        log_probs = unigram_log_probs(counts.numpy())
+    # One pass over the training tokens; padded vocabulary rows were never seen (smoothing covers them).
+    counts = np.zeros(model_vocab, dtype=np.int64)
+    seen = shards.token_counts()[:model_vocab]
+    counts[: len(seen)] = seen
+    log_probs = unigram_log_probs(counts)
 
     eval_kw = dict(device=device, amp_dtype=amp)
     special = [i for i in ids.values() if i is not None]
