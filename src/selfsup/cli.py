@@ -62,29 +62,48 @@ def run(
     config: Annotated[Path, typer.Argument(help="TOML recipe (see recipes/)")],
     workdir: Annotated[Path, typer.Option(help="work directory for every stage's output")] = Path("work"),
     fresh: Annotated[bool, typer.Option(help="redo every stage even if up to date")] = False,
+    nproc: Annotated[int, typer.Option(min=1, help="train in this many processes (torchrun on this machine)")] = 1,
 ) -> None:
     """All stages from one recipe; stages whose inputs and settings did not change are skipped."""
     from selfsup.pipeline import run_pipeline
 
     started = time.perf_counter()
-    result = run_pipeline(load_recipe(config), workdir, fresh=fresh)
+    result = run_pipeline(load_recipe(config), workdir, fresh=fresh, nproc=nproc)
     _print_result(result, time.perf_counter() - started)
 
 
 @app.command()
 def ingest(
-    sources: Annotated[list[Path], typer.Argument(help="files or folders")],
+    sources: Annotated[Optional[list[Path]], typer.Argument(help="files or folders (default: [corpus] sources; none with --merge)")] = None,
     out: Annotated[Path, typer.Option(help="corpus directory to write")] = Path("work/corpus"),
     config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be read and skipped; write nothing")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="extract only slice i of N (e.g. 3/8) into OUT/extracted/; then --merge")] = None,
+    merge: Annotated[bool, typer.Option("--merge", help="join the shards in OUT/extracted/ into the corpus (global de-duplication)")] = False,
+    fresh: Annotated[bool, typer.Option(help="extract every file again instead of reusing unchanged files' results")] = False,
 ) -> None:
-    """Files and folders → corpus (Parquet shards, audit.jsonl, manifest.json)."""
-    from selfsup.ingest import ingest_sources
+    """Files and folders → corpus (Parquet shards, audit.jsonl, manifest.json); see docs/ingest.md."""
+    from selfsup.ingest import extract_shard, ingest_sources, merge_shards, parse_shard
+    from selfsup.ingest.dry_run import plan_sources
+    from selfsup.ingest.summary import plan_table, summary
 
     recipe = _recipe(config)
-    m = ingest_sources(sources, out, recipe.corpus)
-    _done(f"[green]ingested[/] {m['documents']:,} documents ({m['train_documents']:,} train, "
-          f"{m['validation_documents']:,} validation) from {m['files_seen']:,} files into {out}; dropped: "
-          f"{_counts(m.get('dropped', {}))}")
+    if merge:
+        if sources or shard or dry_run:
+            raise UsageError("--merge reads the shards in --out: give it no sources, --shard or --dry-run")
+        console.print(summary(merge_shards(out, recipe.corpus)))
+        return
+    sources = sources or recipe.corpus.sources
+    index, count = parse_shard(shard) if shard else (0, 1)
+    if dry_run:
+        console.print(plan_table(plan_sources(sources, recipe.corpus, [out], index, count), shard))
+        return
+    if shard:
+        info = extract_shard(sources, out, recipe.corpus, index, count, progress=True, reuse=not fresh)
+        _done(f"[green]shard {index}/{count}[/]: {info['files']:,} files ({info['extracted']:,} extracted, "
+              f"{info['reused']:,} unchanged) into {out}/extracted/; when all {count} are done: selfsup ingest --merge --out {out}")
+        return
+    console.print(summary(ingest_sources(sources, out, recipe.corpus, progress=True, reuse=not fresh)))
 
 
 @app.command()
@@ -114,19 +133,33 @@ def pack(
     tokenizer: Annotated[Path, typer.Option(help="tokenizer directory")] = Path("work/tokenizer"),
     out: Annotated[Path, typer.Option(help="shards directory to write")] = Path("work/shards"),
     seq_len: Annotated[Optional[int], typer.Option(help="tokens per block")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="encode only slice i/N (0-based) of the corpus into the pieces folder")] = None,
+    merge: Annotated[bool, typer.Option(help="join the pieces of every --shard i/N into --out, as one run would")] = False,
+    pieces: Annotated[Optional[Path], typer.Option(help="folder for --shard pieces [default: OUT-pieces beside --out]")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Corpus + tokenizer → fixed-length token blocks in shards (no padding, EOS after each document)."""
     from selfsup.manifest import manifest_digest
-    from selfsup.pack import pack_corpus
+    from selfsup.pack import default_pieces_dir, merge_pieces, pack_corpus, pack_piece, parse_shard
     from selfsup.pipeline import pack_fingerprint
 
     recipe = _recipe(config)
     if seq_len is not None:
         recipe.pack.seq_len = seq_len
+    if shard is not None and merge:
+        raise UsageError("--shard and --merge are two steps: run every --shard i/N first, then one --merge")
     fp = pack_fingerprint(recipe, manifest_digest(corpus), manifest_digest(tokenizer))
-    m = pack_corpus(corpus, tokenizer, out, recipe.pack, fp)
-    _done(f"[green]packed[/] into {out}: {json.dumps({k: m[k] for k in m if k.endswith('tokens') or k.endswith('blocks')})}")
+    pieces_dir = pieces or default_pieces_dir(out)
+    if shard is not None:
+        index, count = parse_shard(shard)
+        m = pack_piece(corpus, tokenizer, pieces_dir, recipe.pack, fp, index, count)
+        _done(f"[green]packed piece[/] {index}/{count} ({m['splits']['train']['documents']:,} train documents, "
+              f"encoder {m['encoder']}) into {pieces_dir}; when all {count} are done: selfsup pack ... --merge")
+        return
+    m = merge_pieces(pieces_dir, out, recipe.pack, fp) if merge else pack_corpus(corpus, tokenizer, out, recipe.pack, fp)
+    train = m["splits"]["train"]
+    _done(f"[green]packed[/] {train['blocks']:,} train blocks of {m['seq_len']} tokens "
+          f"(+{m['splits']['validation']['blocks']:,} validation) into {out}, encoder {m['encoder']}")
 
 
 @app.command()
@@ -136,17 +169,34 @@ def train(
     out: Annotated[Path, typer.Option(help="run directory: checkpoints, metrics.jsonl")] = Path("work/run"),
     max_steps: Annotated[Optional[int], typer.Option(help="override [train] max_steps")] = None,
     fresh: Annotated[bool, typer.Option(help="start over instead of resuming from the newest checkpoint")] = False,
+    nproc: Annotated[int, typer.Option(min=1, help="processes on this machine: launches torchrun for you (DDP, or FSDP "
+                                       "with [train] parallel = \"fsdp\")")] = 1,
     config: ConfigOpt = None,
 ) -> None:
-    """Shards → checkpoints and metrics. Re-running the same command resumes an interrupted run."""
-    from selfsup.manifest import manifest_digest
-    from selfsup.train import train as train_loop
-    from selfsup.train import train_fingerprint
+    """Shards → checkpoints and metrics. Re-running the same command resumes an interrupted run.
 
+    Several processes: `--nproc N` here, or `torchrun --nproc_per_node=N -m selfsup train ...`
+    (and torchrun's rendezvous flags for several machines; see docs/distributed.md).
+    """
+    from selfsup.train import run_fingerprint
+    from selfsup.train import train as train_loop
+
+    if nproc > 1:
+        from selfsup.train.distributed import World, check_split
+        from selfsup.train.launch import launch_torchrun
+
+        settings = _recipe(config).train
+        check_split(World(size=nproc), settings.grad_accum, settings.batch_size)  # before starting anything
+
+        args = [str(shards), "--tokenizer", str(tokenizer), "--out", str(out)]
+        args += ["--max-steps", str(max_steps)] if max_steps is not None else []
+        args += ["--fresh"] if fresh else []
+        args += ["--config", str(config)] if config else []
+        raise typer.Exit(launch_torchrun(nproc, ["train", *args]))
     recipe = _recipe(config)
     if max_steps is not None:
         recipe.train.max_steps = max_steps
-    fp = train_fingerprint(recipe, manifest_digest(shards), manifest_digest(tokenizer))
+    fp = run_fingerprint(recipe, shards, tokenizer)
     train_loop(shards, tokenizer, out, recipe, fingerprint=fp, fresh=fresh)
 
 
@@ -229,7 +279,9 @@ def main() -> None:
     from selfsup.train import Interrupted
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer.Exit(n) comes back as n here (a launched torchrun's status)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except Interrupted as exc:
         say(f"[yellow]{exc}")
         sys.exit(0)

@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selfsup.errors import ConfigError
 
@@ -93,6 +93,11 @@ class TokenizerConfig(Section):
     from_dir: Path | None = Field(None, alias="from", description="reuse the tokenizer of this HF model directory")
     min_frequency: int = Field(2, ge=1)
     max_train_chars: int = Field(200_000_000, ge=1, description="stop feeding the trainer after this much text")
+    extend: int = Field(
+        0, ge=0, le=100_000,
+        description="with a reused tokenizer (a base model's): add up to N frequent domain terms it splits into many "
+        "pieces as new tokens (0: off); the model's new rows start as the mean of the old pieces",
+    )
 
 
 class PackConfig(Section):
@@ -111,6 +116,13 @@ class ModelConfig(Section):
         None, description="HF model directory (safetensors only) or .gguf file to continue from; its tokenizer is reused"
     )
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora: bool = Field(False, description="train low-rank adapters (peft LoRA) on the base instead of every weight")
+    lora_rank: int = Field(16, ge=1, description="LoRA rank r")
+    lora_alpha: float = Field(32.0, gt=0, description="LoRA scale numerator: updates are scaled by alpha / rank")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the LoRA branch's input")
+    lora_targets: list[str] | None = Field(
+        None, description="module names that get adapters; None: per family (attention + MLP projections)"
+    )
 
 
 class ObjectiveConfig(Section):
@@ -162,6 +174,10 @@ class TrainConfig(Section):
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto = bf16 autocast where supported")
     compile: bool = False
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="with several processes (torchrun): ddp = a whole model per process; fsdp = parameters, "
+        "gradients and optimizer state sharded (FSDP2), for models that do not fit one device",
+    )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
     eval_every: int = Field(50, ge=1, description="validation loss every N steps")
     eval_batches: int = Field(8, ge=1, description="validation micro-batches per evaluation")
@@ -175,6 +191,16 @@ class TrainConfig(Section):
     )
     loss_spike_window: int = Field(50, ge=2, description="steps in the loss-spike monitor's window")
     progress: bool = True
+    embedding_lr: float | None = Field(
+        None, gt=0,
+        description="peak LR of the embeddings and output head (None: lr). Continued pretraining defaults it to lr/10: "
+        "those rows hold the base's whole vocabulary and a large step there disturbs every token, while new "
+        "(extended) rows already start near their pieces' mean",
+    )
+    replay_sources: list[Path] = Field(
+        default_factory=list, description="folders of general text mixed into training to limit forgetting (replay)"
+    )
+    replay_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of training blocks drawn from replay_sources")
 
 
 class EvalConfig(Section):
@@ -185,6 +211,15 @@ class EvalConfig(Section):
     batch_size: int = Field(8, ge=1)
     samples: int = Field(4, ge=0, description="generated / filled-in samples shown in the report")
     sample_tokens: int = Field(48, ge=1)
+    texts: list[Path] = Field(
+        default_factory=list,
+        description="general text sets (files or folders of .txt/.md/.rst/.html) scored beside the domain: forgetting",
+    )
+    cloze_probes: int = Field(40, ge=0, description="held-out sentences with a salient domain term masked (0: none)")
+    cloze_candidates: int = Field(5, ge=2, description="candidates each cloze probe ranks: the true term + distractors")
+    during_training_tokens: int = Field(
+        4096, ge=0, description="domain and general tokens scored every [train] eval_every steps (0: off)"
+    )
 
 
 class Recipe(Section):
@@ -197,6 +232,35 @@ class Recipe(Section):
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _continued_pretraining_defaults(self) -> Recipe:
+        return apply_continue_defaults(self)
+
+
+# Continued pretraining ([model] base set): [train] values used where the recipe leaves the key
+# unset. recipes/continue.toml gives the reason for each; the from-scratch defaults are TrainConfig's.
+CONTINUE_LR = 1e-4  # full fine-tuning: a trained model needs small steps, not 3e-3
+CONTINUE_LORA_LR = 1e-3  # LoRA: adapters start at zero and have few parameters; they take larger steps
+CONTINUE_WARMUP_STEPS = 10  # Adam's moment estimates settle; the weights need no slow start
+CONTINUE_EMBEDDING_LR_RATIO = 0.1  # embedding_lr = lr / 10 (see TrainConfig.embedding_lr)
+
+
+def apply_continue_defaults(recipe: Recipe) -> Recipe:
+    """Fill the continued-pretraining defaults into [train] keys the recipe did not set (in place).
+
+    Idempotent: a value filled in counts as set from then on, so applying twice changes nothing.
+    """
+    if recipe.model.base is None:
+        return recipe
+    train, given = recipe.train, recipe.train.model_fields_set
+    if "lr" not in given:
+        train.lr = CONTINUE_LORA_LR if recipe.model.lora else CONTINUE_LR
+    if "warmup_steps" not in given:
+        train.warmup_steps = CONTINUE_WARMUP_STEPS
+    if "embedding_lr" not in given:
+        train.embedding_lr = train.lr * CONTINUE_EMBEDDING_LR_RATIO
+    return recipe
 
 
 def settings_hash(*parts: Any) -> str:
@@ -215,6 +279,12 @@ def load_recipe(path: Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist; pass the path of a .toml file (see recipes/ for examples)")
+    if path.suffix == ".json":  # a resolved recipe handed to a launched process (`selfsup run --nproc`)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"recipe {path} is not valid JSON: {exc}") from None
+        return resolve_paths(recipe_from_dict(raw, origin=str(path)), path.parent.resolve())
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -243,6 +313,8 @@ def resolve_paths(recipe: Recipe, root: Path) -> Recipe:
     recipe.corpus.sources = [absolute(p) for p in recipe.corpus.sources]
     recipe.tokenizer.from_dir = absolute(recipe.tokenizer.from_dir)
     recipe.model.base = absolute(recipe.model.base)
+    recipe.train.replay_sources = [absolute(p) for p in recipe.train.replay_sources]
+    recipe.eval.texts = [absolute(p) for p in recipe.eval.texts]
     return recipe
 
 

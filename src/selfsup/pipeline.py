@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from selfsup.config import Recipe, settings_hash
+from selfsup.config import Recipe, apply_continue_defaults, settings_hash
 from selfsup.console import say
-from selfsup.errors import UsageError
+from selfsup.errors import ConfigError, StageFailure, UsageError
 from selfsup.evaluation import evaluate, evaluate_fingerprint
 from selfsup.evaluation.evaluate import read_eval
 from selfsup.export import export_fingerprint, export_model
@@ -26,8 +26,11 @@ from selfsup.manifest import file_sha256, manifest_digest, verify_manifest, writ
 from selfsup.pack import pack_corpus
 from selfsup.report import build_report
 from selfsup.tokens import train_tokenizer
+from selfsup.tokens.extend import SAMPLE_CHARS as EXTEND_SAMPLE_CHARS
+from selfsup.tokens.extend import extend_tokenizer
 from selfsup.tokens.train import RESERVED_TOKENS, reuse_tokenizer
-from selfsup.train import train, train_fingerprint
+from selfsup.train import run_fingerprint, train
+from selfsup.train.replay import replay_shards_dir
 from selfsup.workdir import Workdir
 
 STAGES = ("ingest", "tokenizer", "pack", "train", "eval", "export", "report")
@@ -38,6 +41,9 @@ def tokenizer_fingerprint(recipe: Recipe, corpus_digest: str | None) -> str:
     if recipe.tokenizer.from_dir is not None:
         source = Path(recipe.tokenizer.from_dir) / "tokenizer.json"
         files_hash = file_sha256(source) if source.is_file() else str(recipe.tokenizer.from_dir)
+        if recipe.tokenizer.extend:  # the added terms are mined from the corpus (tokens/extend.py)
+            return settings_hash("tokenizer-from", str(recipe.tokenizer.from_dir), files_hash, "extend",
+                                 recipe.tokenizer.extend, recipe.tokenizer.max_train_chars, corpus_digest)
         return settings_hash("tokenizer-from", str(recipe.tokenizer.from_dir), files_hash)
     # The reserved tokens are part of what the stage makes: a tokenizer trained before the
     # objectives' sentinels were reserved is retrained, not reused.
@@ -49,13 +55,26 @@ def pack_fingerprint(recipe: Recipe, corpus_digest: str | None, tokenizer_digest
 
 
 def build_tokenizer(corpus_dir: Path, out_dir: Path, recipe: Recipe, fingerprint: str) -> dict[str, Any]:
+    if recipe.tokenizer.from_dir is not None and recipe.tokenizer.extend:
+        # The copy's manifest gets a fingerprint of its own: if extending is interrupted, the stage is redone.
+        reuse_tokenizer(recipe.tokenizer.from_dir, out_dir, fingerprint="before-extend:" + fingerprint)
+        return extend_tokenizer(corpus_dir, out_dir, recipe.tokenizer.extend, fingerprint,
+                                max_chars=min(EXTEND_SAMPLE_CHARS, recipe.tokenizer.max_train_chars))
     if recipe.tokenizer.from_dir is not None:
         return reuse_tokenizer(recipe.tokenizer.from_dir, out_dir, fingerprint=fingerprint)
+    if recipe.tokenizer.extend:
+        raise ConfigError(
+            "[tokenizer] extend adds domain terms to a reused tokenizer; set [model] base (or [tokenizer] from), "
+            "or remove extend to train a tokenizer on the corpus"
+        )
     return train_tokenizer(corpus_dir, out_dir, recipe.tokenizer, fingerprint)
 
 
-def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False) -> dict[str, Any]:
-    """Run every stage that is not already up to date; returns {stage: "ran" | "skipped"} and paths."""
+def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: int = 1) -> dict[str, Any]:
+    """Run every stage that is not already up to date; returns {stage: "ran" | "skipped"} and paths.
+
+    `nproc` > 1 trains in that many processes (torchrun on this machine); the other stages run here.
+    """
     if not recipe.corpus.sources:
         raise UsageError("[corpus] sources is empty; list the files or folders to learn from, e.g. sources = [\"docs/\"]")
     wd = Workdir(Path(workdir))
@@ -83,7 +102,7 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False) -> dict[
     exclude = [wd.root.resolve()]
     fp = source_fingerprint(recipe.corpus.sources, recipe.corpus, exclude=exclude)
     stage("ingest", fp, dir_done(wd.corpus, fp),
-          lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp, exclude=exclude))
+          lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp, exclude=exclude, reuse=not fresh))
     corpus_digest = manifest_digest(wd.corpus)
 
     recipe = resolve_base(recipe, wd, stage, dir_done)
@@ -96,12 +115,13 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False) -> dict[
     stage("pack", fp, dir_done(wd.shards, fp), lambda: pack_corpus(wd.corpus, wd.tokenizer, wd.shards, recipe.pack, fp))
     shards_digest = manifest_digest(wd.shards)
 
-    train_fp = train_fingerprint(recipe, shards_digest, tokenizer_digest)
+    resolve_replay(recipe, wd, stage, dir_done, tokenizer_digest, exclude)
+    train_fp = run_fingerprint(recipe, wd.shards, wd.tokenizer)
     # A changed recipe means a new run (fresh); the same recipe resumes an interrupted one.
     run_manifest = _read_json(wd.run / "manifest.json")
     stale_run = run_manifest is not None and run_manifest.get("fingerprint") != train_fp
     stage("train", train_fp, dir_done(wd.run, train_fp),
-          lambda: train(wd.shards, wd.tokenizer, wd.run, recipe, fingerprint=train_fp, fresh=fresh or stale_run or _foreign_checkpoints(wd.run, train_fp)))
+          lambda: train_stage(recipe, wd, train_fp, fresh or stale_run or _foreign_checkpoints(wd.run, train_fp), nproc))
     run_digest = manifest_digest(wd.run)
     run_summary = _read_json(wd.run / "run.json")
 
@@ -118,6 +138,26 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False) -> dict[
     stage("report", fp, lambda: wd.report_html.exists() and state.get("report", {}).get("fingerprint") == fp,
           lambda: build_report(wd.root))
     return {"status": status, "report": str(wd.report_html), "model": str(wd.model), "eval": str(wd.eval_json)}
+
+
+def train_stage(recipe: Recipe, wd: Workdir, fingerprint: str, fresh: bool, nproc: int) -> None:
+    """Train here, or in `nproc` processes launched with torchrun that read the resolved recipe from JSON."""
+    if nproc <= 1:
+        train(wd.shards, wd.tokenizer, wd.run, recipe, fingerprint=fingerprint, fresh=fresh)
+        return
+    from selfsup.train.distributed import World, check_split
+    from selfsup.train.launch import launch_torchrun
+
+    check_split(World(size=nproc), recipe.train.grad_accum, recipe.train.batch_size)
+    resolved = wd.root / "train-recipe.json"
+    write_json_atomic(resolved, recipe.model_dump(mode="json", by_alias=True))
+    args = ["train", str(wd.shards), "--tokenizer", str(wd.tokenizer), "--out", str(wd.run), "--config", str(resolved)]
+    code = launch_torchrun(nproc, args + (["--fresh"] if fresh else []))
+    if code != 0:
+        raise StageFailure(f"training in {nproc} processes failed (exit status {code}); run the same command again "
+                           "to resume from the last checkpoint")
+    if not verify_manifest(wd.run, fingerprint)[0]:
+        raise UsageError("training stopped before the end (interrupted); run the same command again to resume")
 
 
 def resolve_base(recipe: Recipe, wd: Workdir, stage, dir_done) -> Recipe:
@@ -140,7 +180,30 @@ def resolve_base(recipe: Recipe, wd: Workdir, stage, dir_done) -> Recipe:
         raise UsageError(f"[model] base {base} is neither an HF model directory nor a .gguf file")
     if recipe.tokenizer.from_dir is None:
         recipe.tokenizer.from_dir = recipe.model.base
-    return recipe
+    return apply_continue_defaults(recipe)  # lower LR, short warmup where the recipe set none (config.py)
+
+
+def resolve_replay(recipe: Recipe, wd: Workdir, stage, dir_done, tokenizer_digest: str | None, exclude) -> str | None:
+    """Replay: ingest `[train] replay_sources` and pack them with the run's tokenizer into WORKDIR/replay/.
+
+    All of the replay text is training text (no held-out split); the corpus settings are the
+    recipe's, so it is cleaned like the domain. Returns the replay shards' digest (None: no replay).
+    """
+    cfg = recipe.train
+    if not cfg.replay_sources or cfg.replay_fraction <= 0:
+        return None
+    shards = replay_shards_dir(wd.shards)
+    corpus = shards.parent / "corpus"
+    corpus_cfg = recipe.corpus.model_copy(update={"sources": list(cfg.replay_sources), "validation_fraction": 0.0})
+    ingest_fp = source_fingerprint(cfg.replay_sources, corpus_cfg, exclude=exclude)
+    fp = settings_hash("replay", ingest_fp, tokenizer_digest, recipe.pack.model_dump(exclude={"batch_documents"}))
+
+    def work() -> None:
+        ingest_sources(cfg.replay_sources, corpus, corpus_cfg, ingest_fp, exclude=exclude)
+        pack_corpus(corpus, wd.tokenizer, shards, recipe.pack, fp)
+
+    stage("replay", fp, dir_done(shards, fp), work)
+    return manifest_digest(shards)
 
 
 def _foreign_checkpoints(run_dir: Path, fingerprint: str) -> bool:

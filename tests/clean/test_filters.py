@@ -48,3 +48,19 @@ def test_mojibake_is_repaired_and_good_text_untouched():
     assert fix_mojibake("The cafÃ© serves crÃ¨me brÃ»lÃ©e") == "The café serves crème brûlée"
     for good in ("naïve café", "“quoted” — ﬁne", "plain ascii", "Ελληνικά и русский"):
         assert fix_mojibake(good) == good
+
+
+def test_mojibake_shortcut_returns_what_ftfy_returns():
+    """The one-regex shortcut for text without mojibake gives exactly ftfy's output, on clean
+    prose, broken prose (UTF-8 read as Latin-1 / cp1252), C1 controls and non-Latin scripts."""
+    import ftfy
+    from pydoc_data.topics import topics
+
+    from selfsup.clean import mojibake
+
+    texts = [topics[name][:2000] for name in sorted(topics)[:40]]
+    texts += ["Ce café coûte 3 €, déjà payé.", "Ce cafÃ© coÃ»te 3 â‚¬, dÃ©jÃ  payÃ©.", "Straße\x85 und \x93Zitat\x94",
+              "日本語のテキスト。", "Ελληνικά κείμενα", "The â€œquotedâ€\x9d word", "naïve résumé — “typographic”"]  # fmt: skip
+    for text in texts:
+        assert mojibake.fix_mojibake(text) == ftfy.fix_text(text, mojibake._CONFIG), text
+    assert mojibake.fix_mojibake(texts[-6]) != texts[-6]  # the broken one is repaired

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import zipfile
 from email.message import EmailMessage
+from pathlib import Path
 
 
 def pdf_bytes(pages: list[str], encrypt: bool = False) -> bytes:
@@ -144,3 +146,47 @@ def balloon(data, cfg):
 def fine(data, cfg):
     return [data.decode()]
 '''
+
+
+def mixed_folder(root, variant: int = 0):
+    """A folder of real formats with exact and near duplicates, records and a file that is skipped.
+
+    `variant` 1 grows and changes it: a new file, a changed file, a renamed file (same bytes),
+    and the deleted original of a duplicate (so its copy must now be kept).
+    """
+    from pydoc_data.topics import topics
+
+    names = sorted(topics)
+    docs = Path(root) / "docs"
+    (docs / "sub").mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names[:12]):
+        (docs / f"topic{i:02d}.txt").write_text(topics[name][:4000], encoding="utf-8")
+    (docs / "sub" / "copy_of_topic03.txt").write_text(topics[names[3]][:4000], encoding="utf-8")
+    (docs / "sub" / "near_topic04.md").write_text("Exported again\n\n" + topics[names[4]][:4000], encoding="utf-8")
+    (docs / "page.html").write_text(f"<html><body><article><p>{topics[names[20]][:3000]}</p></article></body></html>", encoding="utf-8")
+    (docs / "records.jsonl").write_text("\n".join(json.dumps({"text": topics[n][:1500]}) for n in names[30:36]), encoding="utf-8")
+    (docs / "report.pdf").write_bytes(pdf_bytes(["Pump maintenance report page one", "Replace the seal ring every six months"]))
+    (docs / "image.bin").write_bytes(b"\x00\x01binary")
+    if variant:
+        (docs / "topic03.txt").unlink()  # the copy in sub/ is no longer a duplicate
+        (docs / "topic05.txt").write_text("Changed: " + topics[names[40]][:3000], encoding="utf-8")
+        (docs / "topic07.txt").rename(docs / "sub" / "moved07.txt")
+        (docs / "new_a.txt").write_text(topics[names[50]][:3000], encoding="utf-8")
+        (docs / "sub" / "new_b.rst").write_text(topics[names[51]][:3000], encoding="utf-8")
+    return docs
+
+
+def corpus_snapshot(corpus) -> dict:
+    """Everything a fresh run and an incremental or sharded run must agree on: every shard's rows
+    (all columns, in order), the audit lines, and the manifest's counts (not times or cache counters)."""
+    import pyarrow.parquet as pq
+
+    corpus = Path(corpus)
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    volatile = {"created", "files", "seconds", "extract_seconds", "merge_seconds", "files_extracted", "files_reused",
+                "extraction_shards", "workers", "worker_restarts", "workers_started"}  # fmt: skip
+    return {
+        "shards": {p.name: pq.read_table(p).to_pylist() for p in sorted(corpus.glob("part-*.parquet"))},
+        "audit": (corpus / "audit.jsonl").read_text(),
+        "manifest": {k: v for k, v in manifest.items() if k not in volatile},
+    }

@@ -76,7 +76,10 @@ def test_second_ingest_removes_stale_output(tmp_path, docs):
         (docs / f"doc{i}.txt").unlink()
     manifest = ingest_sources([docs], tmp_path / "corpus", CorpusConfig(shard_documents=2))
     assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == [
-        "audit.jsonl", "manifest.json", "part-00000.parquet", "part-00001.parquet",
+        "audit.jsonl", "extracted", "manifest.json", "part-00000.parquet", "part-00001.parquet",
+    ]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "corpus" / "extracted").iterdir()) == [
+        "shard-00000-of-00001.json", "shard-00000-of-00001.parquet",
     ]  # fmt: skip
     assert manifest["documents"] == len(list(read_documents(tmp_path / "corpus"))) == 3
     assert verify_manifest(tmp_path / "corpus")[0]

@@ -48,7 +48,7 @@ def test_the_payload_is_live(tmp_path):
 
 @pytest.mark.parametrize("name, fix_manifest, reason", [
     ("model.safetensors", True, "model.safetensors is not a valid safetensors file (it looks like a pickle"),
-    ("optimizer.safetensors", False, "optimizer.safetensors has 104 bytes, manifest says"),
+    ("optimizer.safetensors", False, "bytes, manifest says"),  # the size varies with the tmp path
     ("pytorch_model.bin", True, "unexpected file pytorch_model.bin"),
     ("optimizer.pt", False, "unexpected file optimizer.pt"),
 ])

@@ -6,7 +6,10 @@ ftfy undoes such mis-decodings when it is confident; everything else it is told 
 
 from __future__ import annotations
 
+import re
+
 import ftfy
+from ftfy.badness import is_bad
 
 _CONFIG = ftfy.TextFixerConfig(
     unescape_html=False,
@@ -27,8 +30,13 @@ _CONFIG = ftfy.TextFixerConfig(
 )
 
 
+# With the settings above, ftfy changes a text only if its badness check fires (`fix_encoding`
+# returns early otherwise) or it holds C1 controls or surrogates (the two other fixers on).
+_C1_OR_SURROGATE = re.compile("[\x80-\x9f\ud800-\udfff]")
+
+
 def fix_mojibake(text: str) -> str:
-    """`text` with mis-decoded sequences repaired; cheap for plain ASCII."""
-    if text.isascii():
-        return text
+    """`text` with mis-decoded sequences repaired; one regex pass for text that has none."""
+    if text.isascii() or not (is_bad(text) or _C1_OR_SURROGATE.search(text)):
+        return text  # what ftfy would return, without its line-by-line pass
     return ftfy.fix_text(text, _CONFIG)

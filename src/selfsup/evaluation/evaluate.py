@@ -9,6 +9,22 @@ with `loss`, `perplexity`, `bits_per_byte`, `tokens`, `bytes`, `documents` for e
 `span_exact_match` for span; embedding objectives (contrastive, tsdae) report retrieval instead
 (`recall_at_1`, `recall_at_10`, `mrr`, `queries`) for `trained`, `untrained` and `bm25`. The held-out set is the corpus's validation split: the
 documents training never saw.
+
+Language-model objectives (clm, fim, mlm) also get the proof of lift (lift.py):
+
+    "sets":      {"heldout": {"trained", "unigram", "base"?}, "<general set>": {"trained", "unigram", "base"?}, ...}
+    "lift":      {"base": path | null, "base_cached": bool,
+                  "domain": {"set", "base", "adapted", "change"} | null,       (bits per byte; change = relative)
+                  "general": [{"set", "base", "adapted", "change"}, ...], "forgetting": mean general change | null}
+    "cloze":     {"probes", "candidates", "models": {"trained", "base"?, "chance": {"top1", "mrr"}},
+                  "examples": [{"text", "answer", "candidates", "picks": {model: term}, "ranks": {model: rank}}]}
+    "fertility": {"texts": "heldout", "tokenizers": {"base" | "domain" | "adapted":
+                  {"tokens_per_word", "bytes_per_token", "tokens", "words", "bytes", "vocab_size"}}}
+    "base_cache": the base model's results, keyed on a hash of everything they depend on
+
+General sets come from `[eval] texts`; `base` appears where the recipe has `[model] base`, and
+`trained` is then the adapted model. Older readers that know only `sets.heldout.trained` and
+`unigram` read this file as before.
 """
 
 from __future__ import annotations
@@ -31,6 +47,7 @@ from selfsup.evaluation.samples import fill_mask_samples, generate_samples
 from selfsup.ingest import read_documents
 from selfsup.manifest import write_json_atomic
 from selfsup.evaluation.infill import fim_questions, score_fim, score_unigram_fim
+from selfsup.evaluation.lift import LIFT_OBJECTIVES, measure_lift
 from selfsup.evaluation.retrieval import retrieval_pairs, score_bm25, score_retrieval
 from selfsup.evaluation.spans import score_spans, score_unigram_spans, span_questions
 from selfsup.models import build_model, count_parameters, load_pretrained
@@ -85,7 +102,7 @@ def evaluate(
     if not texts:
         raise UsageError(f"{corpus_dir} has no validation documents to evaluate on; raise [corpus] validation_fraction")
     seqs, _, n_bytes = document_sequences(texts, document_encoder(tokenizer), ids["eos"], cfg.max_tokens)
-    texts = texts[: len(seqs)]
+    all_texts, texts = texts, texts[: len(seqs)]  # cloze and fertility read every held-out document read
     model_vocab = _vocab_rows(model)
     # One pass over the training tokens; padded vocabulary rows were never seen (smoothing covers them).
     counts = np.zeros(model_vocab, dtype=np.int64)
@@ -140,8 +157,12 @@ def evaluate(
         "model": {"path": str(model_dir), "parameters": count_parameters(model)},
         "sets": {"heldout": models},
         "samples": samples,
-        "seconds": time.perf_counter() - started,
     }
+    if objective_name in LIFT_OBJECTIVES:
+        result |= measure_lift(model, tokenizer, recipe=recipe, heldout_texts=texts, probe_texts=all_texts, heldout=models, corpus_dir=corpus_dir,
+                               seq_len=seq_len, log_probs=log_probs, previous=read_eval(out_path), **eval_kw)
+        models = result["sets"]["heldout"]
+    result["seconds"] = time.perf_counter() - started
     write_json_atomic(Path(out_path), result)
     say(f"[green]evaluated[/] {len(seqs)} held-out documents: {headline(objective_name, models)}")
     return result
@@ -158,6 +179,9 @@ def headline(objective: str, models: dict[str, dict]) -> str:
     for key in ("masked_accuracy", "fim_exact_match", "span_exact_match"):
         if key in t:
             line += f", {key.replace('_', ' ')} {t[key]:.1%}"
+    if "base" in models:
+        b = models["base"]["bits_per_byte"]
+        line += f"; base model {b:.3f} bits/byte ({100 * (t['bits_per_byte'] / b - 1):+.1f}%)"
     return line
 
 

@@ -7,6 +7,11 @@ selfsup installed. Embedding models also get the sentence-transformers layout (m
 sentence_bert_config.json, 1_Pooling/config.json), so `SentenceTransformer(dir)` loads them too. Export does not
 trust its own writing: it reloads the directory with `transformers` and checks that the logits
 match the checkpoint's before it reports success (and before writing the manifest).
+
+A checkpoint trained with LoRA adapters (config.json `selfsup_lora`) is exported merged:
+`load_pretrained` folds the adapters into the base weights with peft's `merge_and_unload`, so the
+directory holds one plain model of the base's architecture, loadable without peft; the manifest
+records `merged_lora`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from selfsup.export.model_card import model_card
 from selfsup.manifest import write_manifest
 from selfsup.models import count_parameters, load_pretrained
 from selfsup.models.build import EMBEDDING_OBJECTIVES
+from selfsup.models.lora import CONFIG_KEY as LORA_CONFIG_KEY
 from selfsup.objectives.contrastive import encoder_of, mean_pool
 from selfsup.tokens import load_tokenizer, special_ids
 
@@ -58,7 +64,8 @@ def export_model(
     out_dir = Path(out_dir)
     checkpoint = resolve_model_dir(model_path)
     objective = recipe.objective.name
-    model = load_pretrained(checkpoint, objective).eval()
+    merged_lora = _trained_with_lora(checkpoint)
+    model = load_pretrained(checkpoint, objective).eval()  # LoRA adapters merged in (models/lora.py)
     if objective in EMBEDDING_OBJECTIVES:
         model = encoder_of(model)  # tsdae's decoder was only there to train the encoder
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -86,9 +93,14 @@ def export_model(
     )
     max_diff = verify_export(out_dir, model, objective)
     manifest = write_manifest(out_dir, stage="export", fingerprint=fingerprint,
-                              extra={"objective": objective, "checkpoint": str(checkpoint), "reload_max_logit_diff": max_diff})
+                              extra={"objective": objective, "checkpoint": str(checkpoint), "reload_max_logit_diff": max_diff,
+                                     "merged_lora": merged_lora})
     say(f"[green]exported[/] {out_dir} (reloaded with transformers; logits match within {max_diff:.1e})")
     return manifest
+
+
+def _trained_with_lora(checkpoint: Path) -> bool:
+    return LORA_CONFIG_KEY in json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
 
 
 AUTO_CLASSES = {"clm": AutoModelForCausalLM, "fim": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM,

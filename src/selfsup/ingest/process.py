@@ -45,6 +45,7 @@ class FileResult:
     container: bool = False
     encodings: list[str] = field(default_factory=list)
     mojibake_fixed: int = 0
+    reusable: bool = True  # False for a timeout or a crashed worker: tried again on the next run
 
 
 def warm_up(cfg: CorpusConfig) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -28,8 +29,13 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from selfsup.config import ModelConfig
+from selfsup.console import say
 from selfsup.errors import UsageError
+from selfsup.models.extend import extend_embeddings
+from selfsup.models.lora import CONFIG_KEY, apply_lora, load_lora_checkpoint, lora_settings
 from selfsup.models.presets import PRESETS
+from selfsup.tokens.extend import read_extension
 
 CAUSAL_OBJECTIVES = {"clm", "fim"}  # decoder: LlamaForCausalLM
 MASKED_OBJECTIVES = {"mlm"}  # encoder + MLM head: BertForMaskedLM
@@ -147,6 +153,9 @@ def load_pretrained(model_dir: Path, objective: str) -> PreTrainedModel:
     if not any(model_dir.glob("*.safetensors")):
         raise UsageError(f"{model_dir} has no .safetensors weights; selfsup does not load pickle (.bin) checkpoints")
     kwargs = dict(use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
+    if CONFIG_KEY in config:  # a checkpoint trained with LoRA: merge the adapters into a plain model
+        hf_config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+        return load_lora_checkpoint(model_dir, hf_config, lambda c: _empty_model(c, objective))
     if objective in CAUSAL_OBJECTIVES:
         return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     if objective in MASKED_OBJECTIVES:
@@ -160,6 +169,31 @@ def load_pretrained(model_dir: Path, objective: str) -> PreTrainedModel:
     if objective in EMBEDDING_OBJECTIVES:
         return AutoModel.from_pretrained(model_dir, **kwargs)
     raise UsageError(f"objective {objective!r} has no model family")
+
+
+def load_base_for_training(model_cfg: ModelConfig, objective: str, tokenizer_dir: Path) -> PreTrainedModel:
+    """The base model ready to continue training: vocabulary grown for an extended tokenizer, then
+    LoRA adapters when asked. Deterministic, so a resumed run rebuilds the same module."""
+    model = load_pretrained(model_cfg.base, objective)
+    extension = read_extension(tokenizer_dir)
+    if extension is not None:
+        extend_embeddings(model, extension["terms"])
+    if model_cfg.lora:
+        settings = lora_settings(model, model_cfg, train_embeddings=extension is not None)
+        model = apply_lora(model, settings)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        say(f"LoRA rank {settings['rank']} on {', '.join(settings['targets'])}: {trainable / 1e6:.2f}M trainable "
+            f"parameters{' (embeddings and head included: the vocabulary was extended)' if extension else ''}")
+    return model
+
+
+def _empty_model(config, objective: str) -> PreTrainedModel:
+    """A model of the objective's family built from `config` (weights to be loaded after)."""
+    if config.model_type == "encoder-decoder":
+        return EncoderDecoderModel(config=config)
+    cls = (AutoModelForCausalLM if objective in CAUSAL_OBJECTIVES else AutoModelForMaskedLM if objective in MASKED_OBJECTIVES
+           else AutoModelForSeq2SeqLM if objective in SEQ2SEQ_OBJECTIVES else AutoModel)
+    return cls.from_config(config, dtype=torch.float32)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -14,24 +14,35 @@ Files in out_dir:
     index.json              seq_len, dtype, vocab_size, eos_id and, per split, blocks/tokens/shards
     manifest.json           sha256 of every file, written last
 
-Memory stays constant in the corpus size: a shard is flushed as soon as it fills, so at most one
-shard plus one encoded batch is held.
+Encoding uses tiktoken where it gives the tokenizer's exact ids, else `tokenizers`
+(`selfsup.tokens.fast_encoder`); the manifest names the engine. The cutting into blocks depends
+only on the concatenated stream, never on how it arrived, so `selfsup pack --shard i/N` pieces
+joined by `--merge` (pieces.py) give these same files byte for byte.
+
+The corpus is read once (reader.py): each batch holds documents of both splits, encoded together
+and routed to its split's stream. Memory stays constant in the corpus size: a shard is flushed as
+soon as it fills, so at most one shard per split plus two batches (one read ahead) are held.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import transformers
 
 from selfsup.config import PackConfig
 from selfsup.errors import UsageError
+from selfsup.ingest import corpus_parts
 from selfsup.manifest import MANIFEST, write_json_atomic, write_manifest
-from selfsup.ingest import corpus_parts, iter_texts
-from selfsup.tokens.load import document_encoder, load_tokenizer, special_ids, vocab_size
+from selfsup.pack.reader import corpus_rows, iter_documents, read_ahead
+from selfsup.tokens.fast_encoder import TiktokenEncoder, TokenizersEncoder, fast_document_encoder
+from selfsup.tokens.load import load_tokenizer, special_ids, vocab_size
 
 SPLITS = ("train", "validation")
 INDEX = "index.json"
@@ -44,35 +55,100 @@ def token_dtype(vocab: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab <= UINT16_VOCAB_LIMIT else np.dtype(np.uint32)
 
 
+@dataclass(frozen=True, slots=True)
+class StreamFacts:
+    """What the packed files record about the tokenizer: the same for a single run and for pieces."""
+
+    vocab_size: int
+    eos_id: int
+    dtype: np.dtype
+
+
+@dataclass(slots=True)
+class EncodedChunk:
+    """Some documents of one split, encoded: their tokens (each followed by EOS) and lengths (EOS included)."""
+
+    tokens: np.ndarray  # (sum(lengths),) in the shard dtype
+    lengths: np.ndarray  # (documents,) int64, every one >= 1
+    skipped_empty: int = 0  # documents that encoded to no token at all (left out)
+    text_bytes: int = 0  # UTF-8 bytes of the documents' text, skipped ones included
+
+
 def pack_corpus(corpus_dir: Path, tokenizer_dir: Path, out_dir: Path, cfg: PackConfig, fingerprint: str) -> dict[str, Any]:
     """Encode every document of both splits and write the shards, index and manifest; returns the manifest."""
     started = time.perf_counter()
     corpus_parts(corpus_dir)  # a missing corpus is a usage error, before anything is touched
+    tok, facts = open_tokenizer(tokenizer_dir)
+    encoder = fast_document_encoder(tok)
+    try:
+        chunks = encode_rows(corpus_dir, range(corpus_rows(corpus_dir)), encoder, facts, cfg.batch_documents)
+        return write_pack(Path(out_dir), chunks, cfg, facts, fingerprint, started, encoders=[encoder.engine])
+    finally:
+        encoder.close()
+
+
+def open_tokenizer(tokenizer_dir: Path) -> tuple[transformers.PreTrainedTokenizerFast, StreamFacts]:
+    """The tokenizer and the facts the shards record; UsageError when it has no EOS to end documents with."""
     tok = load_tokenizer(tokenizer_dir)
     eos = special_ids(tok)["eos"]
     if eos is None:
         raise UsageError(f"the tokenizer in {tokenizer_dir} has no eos token to end documents with; retrain or pick another tokenizer")
     vocab = vocab_size(tok)
-    dtype = token_dtype(vocab)
-    encoder = document_encoder(tok)
-    out_dir = _fresh_out_dir(Path(out_dir))
+    return tok, StreamFacts(vocab, eos, token_dtype(vocab))
 
-    splits: dict[str, dict[str, Any]] = {}
+
+def encode_rows(
+    corpus_dir: Path, rows: range, encoder: TiktokenEncoder | TokenizersEncoder, facts: StreamFacts, batch_size: int
+) -> Iterator[tuple[str, EncodedChunk]]:
+    """(split, chunk) for the corpus rows `rows`, in corpus order: each batch read once, encoded once, routed by split."""
+    for texts, splits in read_ahead(iter_documents(corpus_dir, rows, batch_size)):
+        encoded = encoder.encode_batch(texts)
+        for split in SPLITS:
+            picked = [i for i, s in enumerate(splits) if s == split]
+            if picked:
+                chunk = join_documents([encoded[i] for i in picked], facts.eos_id, facts.dtype)
+                chunk.text_bytes = sum(len(texts[i].encode("utf-8")) for i in picked)
+                yield split, chunk
+
+
+def join_documents(docs: Sequence[Sequence[int] | np.ndarray], eos: int, dtype: np.dtype) -> EncodedChunk:
+    """Concatenate each non-empty document's ids followed by EOS."""
+    lengths = np.fromiter((len(ids) for ids in docs), dtype=np.int64, count=len(docs))
+    keep = lengths > 0
+    lengths = lengths[keep] + 1  # + EOS
+    tokens = np.empty(int(lengths.sum()), dtype=dtype)
+    ends = np.cumsum(lengths)
+    for ids, start, end in zip((d for d in docs if len(d)), (ends - lengths).tolist(), ends.tolist()):
+        tokens[start : end - 1] = ids
+    tokens[ends - 1] = eos
+    return EncodedChunk(tokens, lengths, skipped_empty=int((~keep).sum()))
+
+
+def write_pack(
+    out_dir: Path,
+    chunks: Iterable[tuple[str, EncodedChunk]],
+    cfg: PackConfig,
+    facts: StreamFacts,
+    fingerprint: str,
+    started: float,
+    encoders: Sequence[str],
+) -> dict[str, Any]:
+    """Cut each split's stream (the chunks of that split, in corpus order) into shards; write index and manifest last."""
+    out_dir = _fresh_out_dir(out_dir)
+    writers = {split: ShardWriter(out_dir, split, cfg.seq_len, cfg.shard_tokens, facts.dtype) for split in SPLITS}
     text_bytes = 0
-    for split in SPLITS:
-        writer = ShardWriter(out_dir, split, cfg.seq_len, cfg.shard_tokens, dtype)
-        for texts in iter_texts(corpus_dir, split=split, batch_size=cfg.batch_documents):
-            text_bytes += sum(len(t.encode("utf-8")) for t in texts)
-            encodings = encoder.encode_batch_fast(texts, add_special_tokens=False)  # all cores (rayon)
-            writer.add_documents([e.ids for e in encodings], eos)
-        splits[split] = writer.close()
-        if split == "train" and splits[split]["blocks"] == 0:
-            raise UsageError(
-                f"corpus has only {splits[split]['dropped_tail_tokens']} training tokens, fewer than one block of "
-                f"seq_len={cfg.seq_len}; lower [pack] seq_len or add documents"
-            )
+    for split, chunk in chunks:
+        writers[split].add_chunk(chunk)
+        text_bytes += chunk.text_bytes
+    splits = {split: writer.close() for split, writer in writers.items()}
+    if splits["train"]["blocks"] == 0:
+        raise UsageError(
+            f"corpus has only {splits['train']['dropped_tail_tokens']} training tokens, fewer than one block of "
+            f"seq_len={cfg.seq_len}; lower [pack] seq_len or add documents"
+        )
 
-    index = {"seq_len": cfg.seq_len, "dtype": dtype.name, "vocab_size": vocab, "eos_id": eos, "splits": splits}
+    index = {"seq_len": cfg.seq_len, "dtype": facts.dtype.name, "vocab_size": facts.vocab_size, "eos_id": facts.eos_id,
+             "splits": splits}
     write_json_atomic(out_dir / INDEX, index)
 
     seconds = time.perf_counter() - started
@@ -81,11 +157,12 @@ def pack_corpus(corpus_dir: Path, tokenizer_dir: Path, out_dir: Path, cfg: PackC
     extra = {
         "splits": {name: {k: v for k, v in s.items() if k != "shards"} for name, s in splits.items()},
         "tokens_kept_share": kept / total if total else 0.0,
-        "dtype": dtype.name,
+        "dtype": facts.dtype.name,
         "seq_len": cfg.seq_len,
-        "vocab_size": vocab,
-        "eos_id": eos,
+        "vocab_size": facts.vocab_size,
+        "eos_id": facts.eos_id,
         "text_bytes": text_bytes,
+        "encoder": "+".join(sorted(set(encoders))),
         "seconds": round(seconds, 3),
         "mb_per_s": round(text_bytes / 1e6 / seconds, 3) if seconds > 0 else None,
     }
@@ -93,7 +170,11 @@ def pack_corpus(corpus_dir: Path, tokenizer_dir: Path, out_dir: Path, cfg: PackC
 
 
 class ShardWriter:
-    """Appends documents to one split's token stream and writes whole-block shards as they fill."""
+    """Appends documents to one split's token stream and writes whole-block shards as they fill.
+
+    The shards depend only on the stream (tokens and document starts), not on how it is chunked:
+    that is what makes a merge of pieces equal a single run.
+    """
 
     def __init__(self, out_dir: Path, split: str, seq_len: int, shard_tokens: int, dtype: np.dtype) -> None:
         self.out_dir, self.split, self.seq_len, self.dtype = out_dir, split, seq_len, dtype
@@ -106,22 +187,18 @@ class ShardWriter:
         self.skipped_empty = 0
         self.shards: list[dict[str, Any]] = []
 
-    def add_documents(self, docs: list[list[int]], eos: int) -> None:
+    def add_documents(self, docs: Sequence[Sequence[int] | np.ndarray], eos: int) -> None:
         """Append each document's ids followed by EOS; documents that encode to nothing are skipped."""
-        lengths = np.fromiter((len(ids) for ids in docs), dtype=np.int64, count=len(docs))
-        keep = lengths > 0
-        self.skipped_empty += int((~keep).sum())
-        lengths = lengths[keep] + 1  # + EOS
-        tokens = np.empty(int(lengths.sum()), dtype=self.dtype)
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        for ids, start, end in zip((d for d in docs if d), starts.tolist(), ends.tolist()):
-            tokens[start : end - 1] = ids
-        tokens[ends - 1] = eos
-        self._pending.append(tokens)
-        self._pending_starts.append(starts + self.total)
-        self.total += len(tokens)
-        self.documents += len(lengths)
+        self.add_chunk(join_documents(docs, eos, self.dtype))
+
+    def add_chunk(self, chunk: EncodedChunk) -> None:
+        """Append already joined documents (tokens with their EOS, and each one's length)."""
+        ends = np.cumsum(chunk.lengths)
+        self._pending.append(chunk.tokens.astype(self.dtype, copy=False))
+        self._pending_starts.append(ends - chunk.lengths + self.total)
+        self.total += len(chunk.tokens)
+        self.documents += len(chunk.lengths)
+        self.skipped_empty += chunk.skipped_empty
         if self.total - self.written >= self.capacity:
             self._flush_full_shards()
 

@@ -42,6 +42,7 @@ class Metrics:
     train: list[dict[str, Any]]
     validation: list[dict[str, Any]]
     skipped_lines: int = 0  # lines that were not a JSON object (typically a truncated last line)
+    tradeoff: list[dict[str, Any]] = field(default_factory=list)  # lines with domain_bpb / general_bpb
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ def parse_metrics(lines: Iterable[str]) -> Metrics:
     """Split metrics lines into training (`loss`) and validation (`val_loss`) points per step."""
     train: dict[int, dict[str, Any]] = {}
     validation: dict[int, dict[str, Any]] = {}
+    tradeoff: dict[int, dict[str, Any]] = {}
     skipped = 0
     for line in lines:
         if not line.strip():
@@ -120,6 +122,8 @@ def parse_metrics(lines: Iterable[str]) -> Metrics:
         if not isinstance(record, dict) or not _is_int(record.get("step")):
             skipped += 1
             continue
+        if "domain_bpb" in record or "general_bpb" in record:
+            tradeoff[record["step"]] = record  # measured during training (evaluation/during_training.py)
         if "val_loss" in record:
             validation[record["step"]] = record
         elif "loss" in record:
@@ -129,6 +133,7 @@ def parse_metrics(lines: Iterable[str]) -> Metrics:
         train=[train[s] for s in sorted(train)],
         validation=[validation[s] for s in sorted(validation)],
         skipped_lines=skipped,
+        tradeoff=[tradeoff[s] for s in sorted(tradeoff)],
     )
 
 

@@ -74,6 +74,22 @@ def throughput_png(train: Sequence[dict[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
+def tradeoff_png(points: Sequence[dict[str, Any]]) -> bytes | None:
+    """Domain and general bits per byte against the step: what continued training gains and costs as it goes."""
+    domain = _series(points, "domain_bpb")
+    general = _series(points, "general_bpb")
+    if not domain[0] and not general[0]:
+        return None
+    fig, ax = _figure(8.0, 3.2)
+    if domain[0]:
+        ax.plot(*domain, color=TRAIN, linewidth=1.8, marker="o", markersize=3.5, label="held-out domain text")
+    if general[0]:
+        ax.plot(*general, color=VALIDATION, linewidth=1.8, marker="s", markersize=3.5, label="general text")
+    _style(ax, "Domain vs general, during training", "step", "bits / byte")
+    ax.legend(frameon=False, fontsize=8, labelcolor=INK)
+    return _png(fig)
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 

@@ -321,6 +321,24 @@ def corpus_section(inputs: ReportInputs) -> dict[str, Any]:
             ("text size", fmt_bytes(corpus.get("bytes"))),
             ("encodings", fmt_value("encodings", corpus.get("encodings"))),
         ]
+        # The figures `selfsup ingest` prints at its end (ingest.summary), where the manifest has them.
+        if "duplicates" in corpus or "near_duplicates" in corpus:
+            out["facts"].append(("duplicates", f"{fmt_int(corpus.get('duplicates'))} exact, {fmt_int(corpus.get('near_duplicates'))} near"))
+        if "pii" in corpus:
+            out["facts"].append(("PII replaced", fmt_value("pii", corpus.get("pii") or None)))
+        if corpus.get("languages"):
+            out["facts"].append(("languages", fmt_value("languages", corpus["languages"])))
+        formats = corpus.get("formats")
+        if isinstance(formats, dict) and formats:
+            out["facts"].append(("by format", "; ".join(
+                f"{name}: {fmt_int(c.get('files'))} files, {fmt_bytes(c.get('bytes'))}, {fmt_int(c.get('documents', 0))} documents"
+                for name, c in formats.items() if isinstance(c, dict)
+            )))  # fmt: skip
+        if "files_extracted" in corpus:
+            out["facts"].append(("extraction", f"{fmt_int(corpus.get('files_extracted'))} files extracted, "
+                                               f"{fmt_int(corpus.get('files_reused'))} unchanged (reused)"))  # fmt: skip
+        if is_number(corpus.get("seconds")):
+            out["facts"].append(("ingest time", fmt_duration(corpus["seconds"])))
         out["sources"] = [str(s) for s in corpus.get("sources") or []]
     else:
         out["sources"] = []

@@ -191,7 +191,7 @@ def _fresh_out_dir(out_dir: Path) -> Path:
     """Create out_dir, or empty it of an earlier tokenizer's files; refuse to clear anything else."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ours = set(TOKENIZER_FILES) | {MANIFEST}
+    ours = set(TOKENIZER_FILES) | {MANIFEST, "extension.json"}  # extension.json: tokens/extend.py
     entries = sorted(out_dir.iterdir())
     for p in entries:
         if not (p.is_file() and (p.name in ours or p.name.endswith(".tmp"))):

@@ -23,6 +23,7 @@ import random
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,15 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     fingerprint: str,
     keep: int = 2,
+    model_state: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write step-N atomically and prune older ones; returns the committed directory."""
+    """Write step-N atomically and prune older ones; returns the committed directory.
+
+    `model_state` / `optimizer_state`, when given, are saved instead of the model's and the
+    optimizer's own: the full states gathered from sharded (FSDP) training, so that every
+    checkpoint has one format whatever wrote it.
+    """
     step = int(trainer_state["step"])
     root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -72,8 +80,8 @@ def save_checkpoint(
     hf_logging.disable_progress_bar()  # a bar per save would drown the training progress line
     try:
         partial.mkdir()
-        model.save_pretrained(partial, safe_serialization=True)
-        tensors, meta = _flatten_optimizer(optimizer.state_dict())
+        model.save_pretrained(partial, safe_serialization=True, state_dict=model_state)
+        tensors, meta = _flatten_optimizer(optimizer_state if optimizer_state is not None else optimizer.state_dict())
         save_file(tensors, partial / "optimizer.safetensors")
         faults.pause_point("save", step)  # test-only: lets a test kill the process mid-save
         faults.disk_full_point(step, partial / "optimizer.safetensors")  # test-only: a full disk
@@ -145,10 +153,18 @@ def _problem(path: Path) -> str | None:
     return None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    *,
+    apply_states: Callable[[dict[str, torch.Tensor], dict[str, Any] | None], None] | None = None,
+) -> dict[str, Any]:
     """Restore weights, optimizer and RNG states in place; returns trainer_state.json.
 
     Raises CorruptCheckpoint, with nothing changed, if any file is unreadable or does not fit.
+    `apply_states(weights, optimizer_state)` puts the checked full states in place when plain
+    `load_state_dict` cannot (a sharded FSDP model takes its shard of each).
     """
     path = Path(path)
     weights = _read_safetensors(path / "model.safetensors")
@@ -169,9 +185,12 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     if "torch_cpu" not in rng or rng["torch_cpu"].shape != torch.get_rng_state().shape:
         raise CorruptCheckpoint(f"{path.name}/rng.safetensors holds no valid torch RNG state")
     # Everything is read and fits: only now change the model, the optimizer and the RNGs.
-    model.load_state_dict(weights, strict=False)
-    if optimizer is not None:
-        optimizer.load_state_dict(optimizer_state)
+    if apply_states is not None:
+        apply_states(weights, optimizer_state)
+    else:
+        model.load_state_dict(weights, strict=False)
+        if optimizer is not None:
+            optimizer.load_state_dict(optimizer_state)
     _restore_rng(rng, state.get("rng", {}))
     return state
 

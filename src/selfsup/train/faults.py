@@ -13,12 +13,16 @@ an unset variable costs a dictionary lookup. Steps are numbered as in metrics.js
         (default 300) so that the test can kill the process right there.
     SELFSUP_TEST_NAN_AT_STEPS=3,5-7,9-  the loss of these steps becomes NaN (`9-`: every step from 9 on)
     SELFSUP_TEST_ENOSPC_AT_SAVE=6       the save of step-6 fails with ENOSPC after the weights are written
+    SELFSUP_TEST_KILL_RANK_AT=1@4       the process of rank 1 SIGKILLs itself before step 4 (a lost machine)
+    SELFSUP_TEST_SIGTERM_AT=0@4         the process of rank 0 gets SIGTERM after step 4 (a scheduler's stop,
+                                        seen by one rank only)
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 import time
 from functools import lru_cache
@@ -39,6 +43,19 @@ def pause_point(kind: str, step: int, micro: int | None = None) -> None:
         return
     print(f"{PAUSED} {where}", file=sys.stderr, flush=True)
     time.sleep(float(os.environ.get("SELFSUP_TEST_PAUSE_SECONDS", "300")))
+
+
+def kill_point(rank: int, step: int) -> None:
+    """SIGKILL this process if SELFSUP_TEST_KILL_RANK_AT names this rank and step."""
+    if os.environ.get("SELFSUP_TEST_KILL_RANK_AT") == f"{rank}@{step}":
+        print(f"SELFSUP_TEST_KILLED rank {rank} before step {step}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sigterm_point(rank: int, step: int) -> None:
+    """Send this process SIGTERM if SELFSUP_TEST_SIGTERM_AT names this rank and step."""
+    if os.environ.get("SELFSUP_TEST_SIGTERM_AT") == f"{rank}@{step}":
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def poison_loss(loss: torch.Tensor, step: int) -> torch.Tensor:

@@ -14,8 +14,9 @@ import time
 import torch
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+def pick_device(local_rank: int = 0) -> torch.device:
+    """The GPU of this process (one per process under torchrun), or the CPU."""
+    return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def bf16_supported(device: torch.device) -> bool:

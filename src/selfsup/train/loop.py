@@ -34,14 +34,17 @@ import torch
 from selfsup.config import Recipe, settings_hash
 from selfsup.console import console, say
 from selfsup.errors import StageFailure, UsageError
-from selfsup.manifest import MANIFEST, read_manifest, write_json_atomic, write_manifest
-from selfsup.models import build_model, count_parameters, load_pretrained
+from selfsup.manifest import MANIFEST, manifest_digest, read_manifest, write_json_atomic, write_manifest
+from selfsup.models import build_model, count_parameters, load_base_for_training
+from selfsup.models.param_groups import optimizer_param_groups
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
 from selfsup.tokens import load_tokenizer, special_ids
 from selfsup.train import faults
 from selfsup.train.checkpoint import CorruptCheckpoint, iter_checkpoints, load_checkpoint, save_checkpoint
 from selfsup.train.data_order import DataOrder
+from selfsup.train.replay import replay_shards_dir, training_blocks
+from selfsup.train.distributed import World, check_split, close_world, full_grad_norm, init_world, peer_lost
 from selfsup.train.guards import LossSpikeMonitor, NonFiniteGuard
 from selfsup.train.hardware import (
     autocast,
@@ -75,9 +78,20 @@ def train_fingerprint(recipe: Recipe, shards_digest: str | None, tokenizer_diges
     t = recipe.train.model_dump(
         exclude={"progress", "log_every", "eval_every", "eval_batches", "checkpoint_every_steps",
                  "checkpoint_every_minutes", "keep_checkpoints", "threads", "max_minutes",
-                 "loss_spike_sigmas", "loss_spike_window"}
+                 "loss_spike_sigmas", "loss_spike_window", "parallel"}
     )
     return settings_hash("train", recipe.model, recipe.objective, t, shards_digest, tokenizer_digest)
+
+
+def run_fingerprint(recipe: Recipe, shards_dir: Path, tokenizer_dir: Path) -> str:
+    """`train_fingerprint` of the artefacts on disk: the shards (and replay shards beside them) and tokenizer.
+
+    One function for `selfsup run` and `selfsup train`, so a run started by one resumes with the other.
+    """
+    data_digest = manifest_digest(shards_dir)
+    if recipe.train.replay_sources and recipe.train.replay_fraction > 0:
+        data_digest = settings_hash(data_digest, manifest_digest(replay_shards_dir(Path(shards_dir))))
+    return train_fingerprint(recipe, data_digest, manifest_digest(tokenizer_dir))
 
 
 @dataclass
@@ -100,26 +114,46 @@ def train(
     fingerprint: str,
     fresh: bool = False,
 ) -> dict[str, Any]:
-    """Train until a stop condition, checkpointing on the way; returns the run summary (run.json)."""
+    """Train until a stop condition, checkpointing on the way; returns the run summary (run.json).
+
+    Under torchrun every process calls this; rank 0 alone writes metrics, checkpoints and run.json.
+    """
+    world = init_world(recipe.train.parallel)
+    quiet = console.quiet
+    console.quiet = quiet or not world.is_main  # one voice: rank 0 speaks for the run
+    try:
+        return _train(world, shards_dir, tokenizer_dir, run_dir, recipe, fingerprint=fingerprint, fresh=fresh)
+    except torch.distributed.DistError as exc:  # a collective inside DDP/FSDP found a peer gone
+        raise peer_lost(exc) from exc
+    finally:
+        console.quiet = quiet
+        close_world(world)
+
+
+def _train(
+    world: World, shards_dir: Path, tokenizer_dir: Path, run_dir: Path, recipe: Recipe, *, fingerprint: str, fresh: bool
+) -> dict[str, Any]:
     cfg = recipe.train
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device()
+    device = pick_device(world.local_rank)
     amp_dtype = autocast_dtype(cfg.precision, device)
+    check_split(world, cfg.grad_accum, cfg.batch_size)
 
     _require_finished_pack(Path(shards_dir))
     tokenizer = load_tokenizer(tokenizer_dir)
     ids = special_ids(tokenizer)
-    data = TokenShards(shards_dir, "train")
+    data = training_blocks(shards_dir, cfg)  # the domain shards, mixed with replay text when asked (replay.py)
     val = _validation_shards(shards_dir)
     seq_len = data.seq_len
     vocab_size = max(len(tokenizer), data.vocab_size)
 
     torch.manual_seed(cfg.seed)
     if recipe.model.base is not None:
-        model = load_pretrained(recipe.model.base, recipe.objective.name)
+        model = load_base_for_training(recipe.model, recipe.objective.name, tokenizer_dir)  # + extension, LoRA
     else:
         model = build_model(
             recipe.objective.name, recipe.model.preset, vocab_size=vocab_size, seq_len=seq_len,
@@ -128,6 +162,7 @@ def train(
     model.to(device)
     n_params = count_parameters(model)
     objective = get_objective(recipe.objective, ids, vocab_size)
+    wrapped = world.wrap(model)  # DDP / FSDP2 around it under torchrun; `model` stays the plain module
     optimizer = _adamw(model, cfg, device)
 
     global_batch = cfg.batch_size * cfg.grad_accum
@@ -141,29 +176,44 @@ def train(
     guard = NonFiniteGuard(limit=cfg.max_nonfinite_in_a_row)
     spikes = LossSpikeMonitor(window=cfg.loss_spike_window, sigmas=cfg.loss_spike_sigmas)
     step, tokens, clock = 0, 0, _Clock()
-    last_ckpt, resumed = _resume_or_start(run_dir, model, optimizer, fingerprint, fresh)
+    last_ckpt, resumed = _resume_or_start(run_dir, model, optimizer, fingerprint, fresh, world)
     if resumed is not None:
         step, tokens = int(resumed["step"]), int(resumed["tokens"])
         order = DataOrder.from_state(resumed["data"])
         guard.load_state_dict(resumed)
         clock.before = float(resumed.get("elapsed_s", 0.0))
-    spikes.refill(_truncate_metrics(run_dir / METRICS, step))
+    if world.sum([step])[0] != step * world.size:
+        raise StageFailure(f"the {world.size} processes resumed from different checkpoints; is {run_dir} on storage "
+                           "every process sees? Run the same command again")
+    if world.is_main:
+        spikes.refill(_truncate_metrics(run_dir / METRICS, step))
 
     say(
         f"[bold]train[/] {recipe.objective.name} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
         f"{seq_len} tokens · global batch {global_batch} · {device.type}"
         f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if cfg.compile else ''}"
+        f"{f' · {world.size} processes ({world.parallel})' if world.distributed else ''}"
     )
-    forward = torch.compile(model) if cfg.compile else model
+    forward = torch.compile(wrapped) if cfg.compile else wrapped
     layers = getattr(model.config, "num_hidden_layers", 0)
     hidden = getattr(model.config, "hidden_size", 0)
     flops_tok = flops_per_token(n_params, layers, hidden, seq_len)
-    peak = measured_matmul_peak(device, amp_dtype)
+    peak = world.sum([measured_matmul_peak(device, amp_dtype) or 0.0])[0]  # the whole world's peak
 
+    # Domain and general bits per byte on fixed samples, logged with val_loss (evaluation/during_training.py).
+    from selfsup.evaluation.during_training import TradeoffProbe  # here: evaluation imports train
+
+    tradeoff = TradeoffProbe.for_run(recipe, tokenizer, val, device, amp_dtype, vocab_size,
+                                     enabled=world.is_main and world.parallel != "fsdp")
+    if step == 0 and tradeoff.samples:
+        _append_metrics(run_dir / METRICS, {"step": 0, "tokens": 0, **tradeoff.measure(model)})  # the starting point
     stop_requested = _install_stop_handlers()
     last_save_time = time.monotonic()
     interval_tokens, interval_start = 0, time.perf_counter()
     tokens_per_s = 0.0
+    time_up = False  # the time budget, agreed by all processes once per step
+    my_micros = world.my_micro_batches(cfg.grad_accum)
+    loss_scale = world.size / cfg.grad_accum  # ranks' gradients are averaged: this gives the global mean
 
     def trainer_state() -> dict[str, Any]:
         return {
@@ -174,8 +224,13 @@ def train(
 
     def save() -> Path:
         nonlocal last_save_time, last_ckpt
-        path = save_checkpoint(run_dir, model=model, optimizer=optimizer, trainer_state=trainer_state(),
-                               fingerprint=fingerprint, keep=cfg.keep_checkpoints)
+        model_state, optimizer_state = world.full_states(model, optimizer)  # FSDP: every rank gathers
+        path = run_dir / "checkpoints" / f"step-{step}"
+        if world.is_main:
+            path = save_checkpoint(run_dir, model=model, optimizer=optimizer, trainer_state=trainer_state(),
+                                   fingerprint=fingerprint, keep=cfg.keep_checkpoints,
+                                   model_state=model_state, optimizer_state=optimizer_state)
+        world.barrier()  # nobody runs ahead of a checkpoint that may yet fail
         last_save_time, last_ckpt = time.monotonic(), path
         return path
 
@@ -185,35 +240,37 @@ def train(
     def done() -> str | None:
         if total_steps is not None and step >= total_steps:
             return "max_steps" if cfg.max_steps and step >= cfg.max_steps else "max_tokens"
-        if cfg.max_minutes is not None and clock.elapsed() >= cfg.max_minutes * 60:
+        if time_up:
             return "max_minutes"
         return None
 
-    model.train()
+    wrapped.train()
     with _progress(cfg.progress) as progress:
-        task = progress.add_task("train", total=1000, loss=float("nan"), tps=0.0, step=step)
+        task = progress.add_task("train", total=1000, loss=float("nan"), tps=0.0, mfu=0.0, step=step)
         try:
             while (reason := done()) is None:
                 faults.pause_point("step", step + 1)  # test-only hooks (faults.py): inert unless SELFSUP_TEST_* is set
+                faults.kill_point(world.rank, step + 1)
                 lr = lr_at(step, peak=cfg.lr, warmup=cfg.warmup_steps, total=total_steps, min_ratio=cfg.min_lr_ratio)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)  # embeddings: embedding_lr / lr (param_groups.py)
                 indices, next_epoch, next_cursor = order.peek(global_batch)
                 loss_sum = 0.0
-                for micro in range(cfg.grad_accum):
+                for micro in my_micros:  # global micro-batch indices: the same data and masks on any world size
                     rows = indices[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
                     blocks = torch.from_numpy(data.blocks(rows)).to(device)
                     gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, step, micro))
                     batch = {k: v.to(device) for k, v in objective.make_batch(blocks, gen).items()}
-                    with autocast(device, amp_dtype):
-                        loss = faults.poison_loss(objective.compute_loss(forward, batch), step + 1)
-                    (loss / cfg.grad_accum).backward()
+                    with world.no_sync(wrapped, last_micro=micro == my_micros[-1]):
+                        with autocast(device, amp_dtype):
+                            loss = faults.poison_loss(objective.compute_loss(forward, batch), step + 1)
+                        (loss * loss_scale).backward()
                     loss_sum += loss.detach().float().item()
                     faults.pause_point("micro", step + 1, micro)
-                loss_value = loss_sum / cfg.grad_accum
-                grad_norm = torch.nn.utils.clip_grad_norm_(
+                loss_value = world.sum([loss_sum])[0] / cfg.grad_accum
+                grad_norm = full_grad_norm(torch.nn.utils.clip_grad_norm_(
                     model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-                ).item()
+                ))
                 applied = guard.check(loss_value, grad_norm)
                 if applied:
                     optimizer.step()
@@ -225,12 +282,19 @@ def train(
                 step += 1
                 tokens += tokens_per_step
                 interval_tokens += tokens_per_step
+                faults.sigterm_point(world.rank, step)
+                # Decisions that depend on a clock or a signal are agreed, so no rank waits alone in a collective.
+                stop_now, time_up, save_due = world.any(
+                    stop_requested(),
+                    cfg.max_minutes is not None and clock.elapsed() >= cfg.max_minutes * 60,
+                    bool(cfg.checkpoint_every_minutes) and time.monotonic() - last_save_time > (cfg.checkpoint_every_minutes or 0) * 60,
+                )
 
                 spike = spikes.observe(loss_value)
                 if spike:
                     say(f"[yellow]step {step}: loss spike, {loss_value:.3f} against {spike[0]:.3f} ± {spike[1]:.3f} "
                         f"over the last {len(spikes) - 1} steps; if this repeats, lower [train] lr")
-                if step % cfg.log_every == 0 or done() or not applied or spike:
+                if world.is_main and (step % cfg.log_every == 0 or done() or not applied or spike):
                     now = time.perf_counter()
                     tokens_per_s = interval_tokens / max(now - interval_start, 1e-9)
                     interval_tokens, interval_start = 0, now
@@ -250,16 +314,17 @@ def train(
                     )
                 if val is not None and (step % cfg.eval_every == 0 or done()):
                     val_loss = validation_loss(forward, objective, val, cfg, device, amp_dtype)
-                    _append_metrics(run_dir / METRICS, {"step": step, "val_loss": val_loss, "tokens": tokens})
-                    model.train()
+                    if world.is_main:
+                        _append_metrics(run_dir / METRICS, {"step": step, "val_loss": val_loss, "tokens": tokens,
+                                                            **tradeoff.measure(model)})
+                    wrapped.train()
                     interval_start = time.perf_counter()  # validation time is not training throughput
                 progress.update(task, completed=1000 * _fraction(step, tokens, clock.elapsed(), cfg, total_steps),
-                                loss=loss_value, tps=tokens_per_s, step=step)
-                if stop_requested():
+                                loss=loss_value, tps=tokens_per_s, step=step,
+                                mfu=100 * tokens_per_s * flops_tok / peak if peak else 0.0)
+                if stop_now:
                     raise Interrupted(save())
-                if (cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0) or (
-                    cfg.checkpoint_every_minutes and time.monotonic() - last_save_time > cfg.checkpoint_every_minutes * 60
-                ):
+                if (cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0) or save_due:
                     save()
         finally:
             _restore_stop_handlers()
@@ -278,13 +343,16 @@ def train(
         "recipe": recipe.model_dump(mode="json", by_alias=True),
     }
     summary["mfu"] = summary["tokens_per_s"] * flops_tok / peak if peak else None
-    write_json_atomic(run_dir / "run.json", summary)
-    write_manifest(run_dir, stage="train", fingerprint=fingerprint,
-                   extra={"steps": step, "tokens": tokens, "checkpoint": summary["checkpoint"]})
-    say(
-        f"[green]trained[/] {step} steps, {tokens:,} tokens in {elapsed:.0f}s "
-        f"({summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * (summary['mfu'] or 0):.0f}% of measured matmul peak)"
-    )
+    summary["processes"], summary["parallel"] = world.size, world.parallel
+    if world.is_main:
+        write_json_atomic(run_dir / "run.json", summary)
+        write_manifest(run_dir, stage="train", fingerprint=fingerprint,
+                       extra={"steps": step, "tokens": tokens, "checkpoint": summary["checkpoint"]})
+        say(
+            f"[green]trained[/] {step} steps, {tokens:,} tokens in {elapsed:.0f}s "
+            f"({summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * (summary['mfu'] or 0):.0f}% of measured matmul peak)"
+        )
+    world.barrier()
     return summary
 
 
@@ -305,11 +373,9 @@ def validation_loss(forward, objective, val: TokenShards, cfg, device, amp_dtype
 
 
 def _adamw(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
-    """Weight decay on matrices only (not norms, biases); fused kernel where torch has one."""
-    params = [p for p in {id(p): p for p in model.parameters()}.values() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """Weight decay on matrices only (not norms, biases), embeddings at embedding_lr (models/param_groups.py);
+    fused kernel where torch has one."""
+    groups = optimizer_param_groups(model, cfg)
     kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
     try:
         return torch.optim.AdamW(groups, fused=True, **kwargs)
@@ -318,17 +384,27 @@ def _adamw(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.Opt
 
 
 def _resume_or_start(
-    run_dir: Path, model, optimizer, fingerprint: str, fresh: bool
+    run_dir: Path, model, optimizer, fingerprint: str, fresh: bool, world: World | None = None
 ) -> tuple[Path | None, dict[str, Any] | None]:
     """Load the newest checkpoint that verifies and loads; (None, None) means start from step 0.
 
     Newer checkpoints that fail (corrupt, unfinished, not loadable) are reported with the reason
     and removed: their steps are redone, and left in place they would count towards
-    `keep_checkpoints` and push good checkpoints out.
+    `keep_checkpoints` and push good checkpoints out. With several processes every one loads
+    the same checkpoint (a full state, whatever world size saved it); rank 0 alone removes files.
     """
+    world = world or World()
     if fresh:
-        _clear_run(run_dir)
+        if world.is_main:
+            _clear_run(run_dir)
+        world.barrier()
         return None, None
+    chosen, state = _find_and_load(run_dir, model, optimizer, fingerprint, world)
+    world.barrier()  # rank 0 may remove rejected checkpoints or clear the run only after all have read
+    return chosen, state
+
+
+def _find_and_load(run_dir: Path, model, optimizer, fingerprint: str, world: World):
     chosen, state, rejected = None, None, []
     for path, problem in iter_checkpoints(run_dir):
         if problem is None:
@@ -339,7 +415,7 @@ def _resume_or_start(
                     "or choose another output directory"
                 )
             try:
-                state = load_checkpoint(path, model, optimizer)
+                state = load_checkpoint(path, model, optimizer, apply_states=world.load_states(model, optimizer))
                 chosen = path
                 break
             except CorruptCheckpoint as exc:
@@ -347,11 +423,12 @@ def _resume_or_start(
         say(f"[yellow]skipping checkpoint {path}: {problem}; removing it")
         rejected.append(path)
     if chosen is None:
-        _clear_run(run_dir)
+        if world.is_main:
+            _clear_run(run_dir)
         if rejected:
             say("[yellow]no usable checkpoint left; starting from step 0")
         return None, None
-    for path in rejected:
+    for path in rejected if world.is_main else ():
         shutil.rmtree(path, ignore_errors=True)
     say(f"[cyan]resuming[/] from {chosen} (step {state['step']}, {state['tokens']:,} tokens)")
     return chosen, state
@@ -485,6 +562,7 @@ def _progress(enabled: bool):
         BarColumn(),
         TextColumn("loss {task.fields[loss]:.3f}"),
         TextColumn("{task.fields[tps]:,.0f} tok/s"),
+        TextColumn("MFU {task.fields[mfu]:.0f}%"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),

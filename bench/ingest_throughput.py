@@ -1,0 +1,251 @@
+"""Files → corpus: the whole ingest stage against the bare extractor, per format, on the same files.
+
+Per format (text, HTML, PDF, DOCX) a folder is generated from Python's own documentation
+(`pydoc_data.topics`, always installed): plain .txt files, article pages, text PDFs written by
+hand (the same minimal PDF writer as tests/ingest/make_files.py, several lines per page) and Word
+files written with python-docx. Then, on each folder:
+
+- ours: `ingest_sources` with the default [corpus] settings (sandboxed workers on every core;
+  decode, ftfy, normalise, quality rules, language, PII, MinHash, exact + near dedup, split,
+  Parquet shards, audit, manifest);
+- bare: the extractor alone (plain UTF-8 decode / trafilatura.extract / pypdfium2 get_text_bounded
+  / python-docx paragraphs), in a multiprocessing pool with as many processes as our workers.
+
+Both sides are measured warm: the bare pool is started and has imported its libraries before
+the clock starts, and our fixed start-up (spawning and warming the sandboxed workers: measured
+as the time to ingest a one-file folder) is subtracted from ours and printed separately.
+ratio = ours / bare in documents per second, per format; the JSON's `ratio` is the smallest of
+HTML, PDF and DOCX (the target is >= 0.5: the whole stage costs at most twice the extraction it
+cannot avoid). Plain text is shown too, but its "extractor" is a UTF-8 decode, so there the
+ratio only says what cleaning, language, PII and MinHash cost per document. Peak RSS (of the ingest process and of its largest worker,
+each in a fresh child) at two text corpus sizes 10x apart shows memory does not grow with size.
+The last line is one JSON object with every figure.
+
+    python bench/ingest_throughput.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import CACHE, emit
+
+from selfsup.config import CorpusConfig
+from selfsup.ingest import ingest_sources
+from selfsup.ingest.sandbox import default_workers
+
+FORMATS = ("text", "html", "pdf", "docx")
+
+
+def paragraphs() -> list[str]:
+    """Real prose and code samples, ~4,600 paragraphs (Python's language reference)."""
+    from pydoc_data.topics import topics
+
+    out = []
+    for name in sorted(topics):
+        out += [p.strip() for p in topics[name].split("\n\n") if len(p.strip()) > 40]
+    return out
+
+
+def document(paras: list[str], i: int, n: int = 30) -> list[str]:
+    """The i-th document: n paragraphs drawn by a generator seeded with i (~7 KB; no near-duplicates)."""
+    return [f"Document {i}."] + random.Random(i).sample(paras, n)
+
+
+def pdf_bytes(pages: list[list[str]]) -> bytes:
+    """A text PDF, one Helvetica line per list item (tests/ingest/make_files.py's writer, multi-line)."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
+    font = 3 + 2 * len(pages)
+    for i, lines in enumerate(pages):
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
+            f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
+        )
+        shown = " ".join(f"({_pdf_escape(line)}) Tj 0 -14 Td" for line in lines)
+        stream = f"BT /F1 11 Tf 56 740 Td {shown} ET".encode("latin-1")
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _pdf_escape(line: str) -> str:
+    line = line.encode("latin-1", "replace").decode("latin-1")
+    return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def pdf_file(paras: list[str]) -> bytes:
+    words = " ".join(paras).split()
+    lines = [" ".join(words[i : i + 14]) for i in range(0, len(words), 14)]
+    return pdf_bytes([lines[i : i + 48] for i in range(0, len(lines), 48)])
+
+
+def docx_file(paras: list[str]) -> bytes:
+    import docx
+
+    doc = docx.Document()
+    for p in paras:
+        doc.add_paragraph(p)
+    buffer = io.BytesIO()
+    doc.save(buffer)
+    return buffer.getvalue()
+
+
+def html_file(paras: list[str]) -> bytes:
+    body = "".join(f"<p>{p.replace('&', '&amp;').replace('<', '&lt;')}</p>\n" for p in paras)
+    nav = "<nav><ul><li><a href='/'>Home</a></li><li><a href='/docs'>Docs</a></li></ul></nav>"
+    return (f"<!doctype html><html><head><title>{paras[0]}</title></head><body>{nav}<main><article>"
+            f"<h1>{paras[0]}</h1>{body}</article></main><footer>Copyright ACME</footer></body></html>").encode()
+
+
+WRITERS = {"text": (".txt", lambda p: "\n\n".join(p).encode()), "html": (".html", html_file),
+           "pdf": (".pdf", pdf_file), "docx": (".docx", docx_file)}  # fmt: skip
+
+
+def make_folder(fmt: str, files: int, offset: int = 0) -> Path:
+    """`files` generated documents of one format (cached between runs)."""
+    folder = CACHE / f"ingest-{fmt}-{files}-{offset}"
+    marker = folder / ".complete"
+    if marker.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    paras = paragraphs()
+    extension, write = WRITERS[fmt]
+    for i in range(files):
+        (folder / f"doc{i:06d}{extension}").write_bytes(write(document(paras, offset + i)))
+    marker.write_text("")
+    return folder
+
+
+def bare_extract(job: tuple[str, str]) -> int:
+    """The extractor alone on one file: characters of text out."""
+    fmt, path = job
+    data = Path(path).read_bytes()
+    if fmt == "text":
+        return len(data.decode("utf-8"))
+    if fmt == "html":
+        import trafilatura
+
+        return len(trafilatura.extract(data.decode("utf-8"), include_tables=True, favor_recall=True) or "")
+    if fmt == "pdf":
+        import pypdfium2 as pdfium
+
+        doc = pdfium.PdfDocument(data)
+        text = "".join(doc[i].get_textpage().get_text_bounded() for i in range(len(doc)))
+        doc.close()
+        return len(text)
+    import docx
+
+    return sum(len(p.text) for p in docx.Document(io.BytesIO(data)).paragraphs)
+
+
+def _warm(_: int) -> None:
+    import docx  # noqa: F401
+    import pypdfium2  # noqa: F401
+    import trafilatura  # noqa: F401
+
+
+def time_bare(fmt: str, folder: Path, pool: multiprocessing.pool.Pool) -> float:
+    jobs = [(fmt, str(p)) for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    t0 = time.perf_counter()
+    pool.map(bare_extract, jobs, chunksize=4)
+    return time.perf_counter() - t0
+
+
+def time_ours(folder: Path, out: Path) -> tuple[float, dict]:
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    manifest = ingest_sources([folder], out, CorpusConfig())
+    return time.perf_counter() - t0, manifest
+
+
+def time_startup(out: Path) -> float:
+    """Our fixed cost: ingesting a folder of one short file (workers spawned and warmed, outputs written)."""
+    folder = CACHE / "ingest-one"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "one.txt").write_text("One short document about pumps, valves and the seals between them.\n")
+    return time_ours(folder, out)[0]
+
+
+def child_peak_rss(folder: Path, out: Path) -> tuple[float, float]:
+    """(ingest process, largest worker) peak RSS in MB, from a fresh process that only ingests `folder`."""
+    shutil.rmtree(out, ignore_errors=True)
+    code = (
+        "import sys, resource; sys.path.insert(0, 'bench'); import common; from pathlib import Path;"
+        "from selfsup.config import CorpusConfig; from selfsup.ingest import ingest_sources;"
+        f"ingest_sources([Path({str(folder)!r})], Path({str(out)!r}), CorpusConfig());"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    parent, worker = done.stdout.strip().splitlines()[-1].split()
+    return float(parent), float(worker)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small folders: under ~2 minutes on 2 cores")
+    args = parser.parse_args()
+    counts = {"text": 400, "html": 150, "pdf": 150, "docx": 150} if args.quick else {"text": 4000, "html": 1500, "pdf": 1500, "docx": 1500}
+    rss_files = (100, 1000) if args.quick else (300, 3000)
+    workers = default_workers()
+    out = CACHE / "ingest-out"
+
+    startup = time_startup(out)
+    figures: dict[str, dict] = {}
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(_warm, range(workers))
+        for fmt in FORMATS:
+            folder = make_folder(fmt, counts[fmt])
+            mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+            bare = time_bare(fmt, folder, pool)
+            ours, manifest = time_ours(folder, out)
+            ours = max(ours - startup, 1e-3)
+            docs = counts[fmt]
+            figures[fmt] = {
+                "files": docs, "mb": round(mb, 2), "documents_kept": manifest["documents"],
+                "docs_per_s": {"ours": docs / ours, "bare": docs / bare}, "mb_per_s": {"ours": mb / ours, "bare": mb / bare},
+                "ratio": bare / ours,
+            }  # fmt: skip
+    rss = {n: child_peak_rss(make_folder("text", n), out) for n in rss_files}
+    shutil.rmtree(out, ignore_errors=True)
+
+    print(f"ingest, default settings, {workers} workers (fixed start-up {startup:.1f} s, subtracted); bare extractor in a pool of {workers}")
+    print(f"  {'format':7} {'files':>6} {'MB':>7} {'ours docs/s':>12} {'bare docs/s':>12} {'ours MB/s':>10} {'bare MB/s':>10} {'ratio':>6}")
+    for fmt, f in figures.items():
+        print(f"  {fmt:7} {f['files']:6d} {f['mb']:7.1f} {f['docs_per_s']['ours']:12.1f} {f['docs_per_s']['bare']:12.1f} "
+              f"{f['mb_per_s']['ours']:10.2f} {f['mb_per_s']['bare']:10.2f} {f['ratio']:6.2f}")
+    for n, (parent, worker) in rss.items():
+        print(f"  peak RSS at {n} text files ({n * 31} paragraphs): ingest process {parent:.0f} MB, largest worker {worker:.0f} MB")
+    ratio = min(figures[fmt]["ratio"] for fmt in ("html", "pdf", "docx"))
+    (small, (p_small, w_small)), (large, (p_large, w_large)) = sorted(rss.items())
+    emit({
+        "bench": "ingest_throughput", "workers": workers, "startup_s": startup, "formats": figures, "ratio": ratio,
+        "ratio_by_format": {fmt: f["ratio"] for fmt, f in figures.items()},
+        "peak_rss_mb": {"small": {"files": small, "process": p_small, "worker": w_small},
+                        "large": {"files": large, "process": p_large, "worker": w_large}},
+        "rss_growth": max(p_large / p_small, w_large / w_small),
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
