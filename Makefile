@@ -26,9 +26,15 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Each benchmark prints ratios against its baseline, measured in the same process; QUICK= for full runs.
+QUICK ?= --quick
 bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'
-	$(BIN)/python bench/train_throughput.py --quick
+	$(BIN)/python bench/train_throughput.py $(QUICK)
+	$(BIN)/python bench/train_throughput.py $(QUICK) --objective mlm
+	$(BIN)/python bench/pack_throughput.py $(QUICK)
+	$(BIN)/python bench/dedup_throughput.py $(QUICK)
+	$(BIN)/python bench/ingest_throughput.py $(QUICK)
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .pytest_cache

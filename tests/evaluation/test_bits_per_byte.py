@@ -58,3 +58,17 @@ def test_score_metrics_definitions():
     """loss = nll/tokens, perplexity = e^loss, bits/byte = nll/(ln2·bytes)."""
     m = Score(nll=math.log(2) * 80, tokens=40, bytes=100, documents=1).metrics()
     assert math.isclose(m["bits_per_byte"], 0.8) and math.isclose(m["perplexity"], 4.0)
+
+
+def test_the_document_reaching_the_cap_is_cut_there(prepared):
+    """max_tokens bounds the targets scored: the last document is cut at the cap, and its bytes are
+    those of the kept tokens' text, not of the whole document."""
+    tok = load_tokenizer(prepared["tokenizer"])
+    texts = ["short one.", "A much longer document " * 50]
+    encoder = document_encoder(tok)
+    first = len(encoder.encode(texts[0], add_special_tokens=False).ids) + 1
+    seqs, n_targets, n_bytes = document_sequences(texts, encoder, tok.eos_token_id, first + 7)
+    assert n_targets == first + 7 == sum(len(s) - 1 for s in seqs)
+    assert seqs[1][-1] != tok.eos_token_id
+    kept = tok.decode(seqs[1][1:])
+    assert n_bytes == len(texts[0].encode()) + len(kept.encode())

@@ -28,6 +28,22 @@ _BOILERPLATE = re.compile(
     re.IGNORECASE,
 )
 SAMPLE = 100_000
+# A literal (lower-case) that each alternative of `_BOILERPLATE` cannot match without: a text
+# holding none of them has no boilerplate line, found by C-speed `in` tests on the lowered text
+# instead of the case-insensitive regex tried at every position of every line.
+_BOILERPLATE_LITERALS = (
+    "all rights reserved", "©", "(c) ", "copyright ", "cookie", "privacy policy", "terms of ", "click here",
+    "subscribe", "sign in", "login", "log in", "skip to ", "back to top", "share this", "follow us", "powered by",
+    "lorem ipsum",
+)  # fmt: skip
+# The only non-ASCII characters that re.IGNORECASE matches to an ASCII letter (İ ı ſ K: Unicode's
+# case folding): `str.lower` does not turn them into that letter, so a text holding one of them
+# skips the literal test (tests/clean/test_fast_paths.py finds them by trying every code point).
+CASE_TWINS = re.compile("[\u0130\u0131\u017f\u212a]")
+# ASCII characters by class, read from the regexes above, for counting ASCII text bytewise.
+_ASCII_SPACE = bytes(b for b in range(128) if _SPACE.fullmatch(chr(b)))
+_ASCII_NOT_LETTER = bytes(b for b in range(128) if _NOT_LETTER.fullmatch(chr(b)))
+_NON_ASCII = re.compile("[^\x00-\x7f]+")
 
 
 def long_line(text: str, cfg: CorpusConfig) -> bool:
@@ -37,11 +53,26 @@ def long_line(text: str, cfg: CorpusConfig) -> bool:
 
 
 def symbols(text: str, cfg: CorpusConfig) -> bool:
-    sample = _SPACE.sub("", text[:SAMPLE])
-    if len(sample) < 20:  # too little to judge
+    non_space, letters = letter_counts(text[:SAMPLE])
+    if non_space < 20:  # too little to judge
         return False
-    letters = len(_NOT_LETTER.sub("", sample))
-    return letters < cfg.min_letter_fraction * len(sample)
+    return letters < cfg.min_letter_fraction * non_space
+
+
+def letter_counts(text: str) -> tuple[int, int]:
+    """(characters that are not whitespace, letters) of `text`, as `_SPACE` and `_NOT_LETTER` classify them.
+
+    Each character counts on its own, so the ASCII ones are counted bytewise (`bytes.translate`
+    deletes a class) and only the non-ASCII ones go through the regexes.
+    """
+    ascii_part = text.encode("ascii", "ignore")
+    non_space = len(ascii_part.translate(None, _ASCII_SPACE))
+    letters = len(ascii_part.translate(None, _ASCII_NOT_LETTER))
+    if len(ascii_part) != len(text):
+        others = "".join(_NON_ASCII.findall(text))
+        non_space += len(_SPACE.sub("", others))
+        letters += len(_NOT_LETTER.sub("", others))
+    return non_space, letters
 
 
 def repetition(text: str, cfg: CorpusConfig) -> bool:
@@ -58,11 +89,21 @@ def repetition(text: str, cfg: CorpusConfig) -> bool:
 
 
 def boilerplate(text: str, cfg: CorpusConfig) -> bool:
+    if not may_hold_boilerplate(text):
+        return False  # no line can match: hits = 0
     lines = [line for line in text.split("\n") if line.strip()]
     if len(lines) < 3:
         return False
     hits = sum(1 for line in lines if len(line) < 200 and _BOILERPLATE.search(line))
     return hits > cfg.max_boilerplate_line_fraction * len(lines)
+
+
+def may_hold_boilerplate(text: str) -> bool:
+    """False only if no line of `text` can match `_BOILERPLATE` (see `_BOILERPLATE_LITERALS`)."""
+    if not text.isascii() and CASE_TWINS.search(text):
+        return True
+    lowered = text.lower()
+    return any(literal in lowered for literal in _BOILERPLATE_LITERALS)
 
 
 RULES: list[tuple[str, Callable[[str, CorpusConfig], bool]]] = [

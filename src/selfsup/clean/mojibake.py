@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import ftfy
-from ftfy.badness import is_bad
+from ftfy.badness import BADNESS_RE
 
 _CONFIG = ftfy.TextFixerConfig(
     unescape_html=False,
@@ -35,8 +35,58 @@ _CONFIG = ftfy.TextFixerConfig(
 _C1_OR_SURROGATE = re.compile("[\x80-\x9f\ud800-\udfff]")
 
 
+def _badness_reach() -> int | None:
+    """How far a match of ftfy's badness regex can reach from a non-ASCII character (its longest
+    match - 1), if every alternative of the regex needs one; None if not (another ftfy)."""
+    try:
+        try:
+            from re import _constants as sre
+            from re import _parser
+        except ImportError:  # Python 3.10
+            import sre_constants as sre
+            import sre_parse as _parser
+
+        parsed = _parser.parse(BADNESS_RE.pattern, BADNESS_RE.flags)
+        (op, (_, alternatives)), = parsed.data  # one top-level `a|b|...`
+
+        def non_ascii(item_op, argument) -> bool:  # one mandatory character that cannot be ASCII
+            if item_op is sre.LITERAL:
+                return argument > 0x7F
+            members = argument if item_op is sre.IN else []
+            return bool(members) and all(
+                (kind is sre.LITERAL and value > 0x7F) or (kind is sre.RANGE and value[0] > 0x7F) for kind, value in members
+            )
+
+        if op is not sre.BRANCH or not all(any(non_ascii(*item) for item in alt.data) for alt in alternatives):
+            return None
+        return int(parsed.getwidth()[1]) - 1
+    except Exception:  # noqa: BLE001 (private parser API: any surprise means "search the whole text")
+        return None
+
+
+# Every alternative of ftfy's badness regex needs a non-ASCII character and matches at most 7
+# characters: so a match lies within 6 characters of a run of non-ASCII characters, and searching
+# those windows only finds exactly what one search of the whole text finds. (The regex has no
+# lookaround; its one anchor, `^`, matches at the string's real start only, whatever `pos` is.)
+# Checked on the installed ftfy at import; tests/clean/test_mojibake.py compares the two searches.
+_NON_ASCII_RUN = re.compile("[^\x00-\x7f]+")
+BADNESS_REACH = _badness_reach()
+
+
 def fix_mojibake(text: str) -> str:
     """`text` with mis-decoded sequences repaired; one regex pass for text that has none."""
-    if text.isascii() or not (is_bad(text) or _C1_OR_SURROGATE.search(text)):
+    if text.isascii() or not (is_bad_near_non_ascii(text) or _C1_OR_SURROGATE.search(text)):
         return text  # what ftfy would return, without its line-by-line pass
     return ftfy.fix_text(text, _CONFIG)
+
+
+def is_bad_near_non_ascii(text: str) -> bool:
+    """`ftfy.badness.is_bad(text)`, searched only around the non-ASCII characters (mostly-ASCII
+    prose with a few curly quotes: a few short searches instead of 37 alternatives tried at
+    every position)."""
+    if BADNESS_REACH is None:
+        return bool(BADNESS_RE.search(text))
+    for run in _NON_ASCII_RUN.finditer(text):
+        if BADNESS_RE.search(text, max(0, run.start() - BADNESS_REACH), run.end() + BADNESS_REACH):
+            return True
+    return False

@@ -20,6 +20,9 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff]")
 _TRAILING_SPACE = re.compile(r"[^\S\n]+$", re.MULTILINE)
 # Two or more blank lines in a row.
 _BLANK_RUN = re.compile(r"\n{3,}")
+# Whitespace that is not ASCII (no-break and typographic spaces): with none of it, what
+# `_TRAILING_SPACE` can match after `_CONTROL` ran is spaces and tabs before a newline or the end.
+_NON_ASCII_SPACE = re.compile(r"[^\S\x00-\x7f]")
 
 
 def normalise_text(text: str) -> str:
@@ -35,9 +38,14 @@ def normalise_text(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate cannot be stored as UTF-8 (Parquet, the hash)
         text = _SURROGATE.sub("\ufffd", text)
-    text = _LINE_BREAKS.sub("\n", text)
+    # Each substitution runs only if it can match; the tests are C-speed substring searches.
+    if "\r" in text or not text.isascii() and ("\x85" in text or "\u2028" in text or "\u2029" in text):
+        text = _LINE_BREAKS.sub("\n", text)
     text = _CONTROL.sub("", text)
     text = unicodedata.normalize("NFC", text)  # after removing controls: they could split a pair
-    text = _TRAILING_SPACE.sub("", text)
-    text = _BLANK_RUN.sub("\n\n", text)
+    if (" \n" in text or "\t\n" in text or text.endswith((" ", "\t"))
+            or not text.isascii() and _NON_ASCII_SPACE.search(text)):  # fmt: skip
+        text = _TRAILING_SPACE.sub("", text)
+    if "\n\n\n" in text:
+        text = _BLANK_RUN.sub("\n\n", text)
     return text.strip()

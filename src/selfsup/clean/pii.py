@@ -22,6 +22,8 @@ import ipaddress
 import re
 from collections import Counter
 
+from selfsup.clean.filters import CASE_TWINS
+
 # Each pattern with the literals one of which it cannot match without: a plain `in` test (fast,
 # C speed) skips the pattern on the many texts that hold none, with the same result.
 _SECRETS = [
@@ -57,12 +59,24 @@ _PHONE = re.compile(
     r")(?![\w])"
 )
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}[./-]\d{2}[./-]\d{4}")
-# Looser patterns that every match of the rule above contains: they start with a character class,
-# which the regex engine scans for quickly, so a text without any candidate costs one fast pass.
-_MAYBE_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
-_MAYBE_IPV6 = re.compile(r"::|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){7}")  # what `_ipv6_ok` lets through
+# Looser patterns that every match of the rule above contains: each starts with a character class
+# or a literal, which the regex engine scans for quickly, so a text without any candidate costs one
+# fast pass. tests/clean/test_fast_paths.py compares `redact` with the version without them.
+# `\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}`, found from its first dot (one digit before it is enough
+# for a match to exist): a pattern that starts with a literal is scanned for fastest.
+_MAYBE_IPV4 = re.compile(r"\.(?<=\d\.)\d{1,3}\.\d{1,3}\.\d{1,3}")
+# (_MAYBE_IPV6 is defined below the rules: a `::` next to a hex digit, or eight full groups.)
+_FULL_IPV6 = re.compile(r":(?<=[0-9A-Fa-f]:)[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){6}")  # 8 groups, from the first colon
+_HEX = frozenset("0123456789ABCDEFabcdef")
 _MAYBE_CARD = re.compile(r"\d(?:[ -]?\d){12,18}")
-_MAYBE_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}")
+# `[A-Z]{2}\d{2}...`, found from its first digit: digits are rarer than capital letters.
+_MAYBE_IBAN = re.compile(r"\d(?<=[A-Z]{2}\d)\d(?: ?[A-Z0-9]){11,30}")
+# A piece each `_PHONE` alternative cannot match without (`+1`, `(55`, `555-123-4567`, `030 123`),
+# written to start with one character class ([+(\d]) that the regex engine scans for quickly.
+_MAYBE_PHONE = re.compile(r"[+(\d](?:(?<=\+)\d|(?<=\()\d\d|(?<=\d)\d\d[.-]\d{3}[.-]\d{4}|(?<=0)\d{2,4}[ /-]\d{3})")
+# `_ASSIGNED_SECRET` in lower case, without what may precede the name's last word: what the
+# lowered text must hold for it to match (unless it holds a case twin, see `CASE_TWINS`).
+_MAYBE_ASSIGNED_SECRET = re.compile(r"(?:key|secret|token|password|passwd|pwd)[\"']?\s*[:=]")
 
 
 def redact(text: str) -> tuple[str, Counter[str]]:
@@ -84,7 +98,9 @@ def redact(text: str) -> tuple[str, Counter[str]]:
         if any(literal in text for literal in literals):
             text = sub(pattern, "secret", text)
     lowered = text.lower()
-    if any(word in lowered for word in _SECRET_WORDS):
+    if any(word in lowered for word in _SECRET_WORDS) and (
+        _MAYBE_ASSIGNED_SECRET.search(lowered) or not text.isascii() and CASE_TWINS.search(text)
+    ):
         text = sub(_ASSIGNED_SECRET, "secret", text, _looks_secret, group=2)
     del lowered
     if "@" in text:
@@ -97,8 +113,27 @@ def redact(text: str) -> tuple[str, Counter[str]]:
         text = sub(_IPV4, "ip", text)
     if _MAYBE_IPV6.search(text):
         text = sub(_IPV6, "ip", text, _ipv6_ok)
-    text = sub(_PHONE, "phone", text, _phone_ok)
+    if _MAYBE_PHONE.search(text):
+        text = sub(_PHONE, "phone", text, _phone_ok)
     return text, counts
+
+
+class _Ipv6Candidates:
+    """`search(text)` is falsy only if `_IPV6` has no match that `_ipv6_ok` accepts: the address
+    has a `::` next to a hex digit (it has two groups and no `:::`) or eight full groups. `::`
+    is common in reST and code, and str.find steps through it faster than a regex."""
+
+    @staticmethod
+    def search(text: str) -> bool:
+        at = text.find("::")
+        while at >= 0:
+            if (at > 0 and text[at - 1] in _HEX) or text[at + 2 : at + 3] in _HEX:
+                return True
+            at = text.find("::", at + 1)
+        return text.count(":") >= 7 and _FULL_IPV6.search(text) is not None
+
+
+_MAYBE_IPV6 = _Ipv6Candidates()
 
 
 def _looks_secret(value: str) -> bool:

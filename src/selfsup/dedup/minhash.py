@@ -33,6 +33,7 @@ import numpy as np
 import xxhash
 
 _WORD = re.compile(r"\w+")
+_NON_ASCII_NON_WORD = re.compile(r"[^\x00-\x7f\w]+")
 SHINGLE_WORDS = 5
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _CHUNK = 512  # shingles per block of the (block, permutations) product: 512 KB at 128 permutations, cache-sized
@@ -77,7 +78,12 @@ def text_words(text: str) -> list[bytes]:
     """
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_LOWER_NON_WORD_TO_SPACE).split()
-    data = text.lower().encode("utf-8", "surrogatepass")
+    # Non-ASCII characters that are not word characters (curly quotes, dashes) only separate
+    # words, as a space does: with them blanked, most prose is ASCII again and takes the fast path.
+    lowered = _NON_ASCII_NON_WORD.sub(" ", text.lower())
+    if lowered.isascii():
+        return lowered.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).split()
+    data = lowered.encode("utf-8", "surrogatepass")
     pieces = data.translate(_ASCII_NON_WORD_TO_SPACE).split()
     words: list[bytes] = []
     for piece in pieces:

@@ -50,10 +50,20 @@ class Score:
 
 
 def document_sequences(texts: list[str], encoder, eos_id: int, max_tokens: int) -> tuple[list[list[int]], int, int]:
-    """[EOS] + ids + [EOS] per document, stopping once `max_tokens` targets are collected."""
+    """[EOS] + ids + [EOS] per document, up to `max_tokens` targets in all.
+
+    The document that reaches the cap is cut there (its first tokens, and the bytes they cover, no
+    closing EOS): one long page must not multiply the cost of an evaluation.
+    """
     seqs, total, n_bytes = [], 0, 0
     for text, enc in zip(texts, encoder.encode_batch_fast(texts, add_special_tokens=False)):
-        seq = [eos_id, *enc.ids, eos_id]
+        room = max_tokens - total
+        if len(enc.ids) + 1 > room:
+            offsets = encoder.encode(text, add_special_tokens=False).offsets  # encode_batch_fast skips offsets
+            text = text[: offsets[room - 1][1]]
+            seq = [eos_id, *enc.ids[:room]]
+        else:
+            seq = [eos_id, *enc.ids, eos_id]
         seqs.append(seq)
         total += len(seq) - 1
         n_bytes += len(text.encode("utf-8"))

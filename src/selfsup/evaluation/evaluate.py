@@ -140,7 +140,10 @@ def evaluate(
         unigram = {**score_unigram_spans(log_probs, questions, byte_lengths, objective.sentinels, special), "documents": len(seqs)}
         models = {"trained": trained, "unigram": unigram}
     else:  # contrastive, tsdae: retrieval among held-out documents
-        queries, targets = retrieval_pairs(seqs, recipe.objective.passage_tokens, set(special))
+        # Each document gives one query and its continuation: its first tokens, not the bits-per-byte token cap.
+        head = [[ids["eos"], *enc.ids[: 2 * recipe.objective.passage_tokens + 8]]
+                for enc in document_encoder(tokenizer).encode_batch_fast(all_texts, add_special_tokens=False)]
+        queries, targets = retrieval_pairs(head, recipe.objective.passage_tokens, set(special))
         if len(queries) < 2:
             raise UsageError(f"too few held-out documents longer than {2 * recipe.objective.passage_tokens} tokens for "
                              "retrieval; raise [corpus] validation_fraction or lower [objective] passage_tokens")

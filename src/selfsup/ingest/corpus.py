@@ -10,7 +10,7 @@ Contract (the tokenizer, pack and eval stages read it): `part-00000.parquet`, `p
     language string ISO 639-1 code from language identification (null for code)
 
 in the order the files were walked. Shards are written in row groups of at most 1,000 documents
-or 32 MiB of text, and read back one record batch at a time, so neither side ever holds a shard.
+or 8 MiB of text, and read back one record batch at a time, so neither side ever holds a shard.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ SCHEMA = pa.schema(
 )
 SPLITS = ("train", "validation")
 ROW_GROUP_DOCUMENTS = 1000
-ROW_GROUP_BYTES = 32 * 2**20
+ROW_GROUP_BYTES = 8 * 2**20  # text buffered before a row group is written: bounds the writer's memory
 
 
 def shard_name(index: int) -> str:

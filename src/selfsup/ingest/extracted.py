@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -111,6 +112,17 @@ def to_result(row: dict[str, Any]) -> FileResult:
     return FileResult(docs, row["reason"], bool(row["container"]), list(row["encodings"] or []), row["mojibake_fixed"] or 0)
 
 
+def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """`pa.Table.from_pylist(rows, schema=SCHEMA)`, built column by column: 3x faster, and this
+    runs in the parent, which has to keep up with every worker."""
+    docs = [doc for row in rows for doc in row["docs"]]
+    offsets = pa.array(np.cumsum([0] + [len(row["docs"]) for row in rows]), type=pa.int32())  # row i's docs: offsets[i]:offsets[i+1]
+    doc_fields = [pa.array([doc[field.name] for doc in docs], type=field.type) for field in _DOC]
+    doc_column = pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays(doc_fields, fields=list(_DOC)))
+    columns = [doc_column if field.name == "docs" else pa.array([row[field.name] for row in rows], type=field.type) for field in SCHEMA]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
 class ShardWriter:
     """Appends rows to `<stem>.parquet.tmp`; `commit(info)` renames it and writes the JSON marker last."""
 
@@ -133,7 +145,7 @@ class ShardWriter:
 
     def _flush(self) -> None:
         if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=SCHEMA))
+            self._writer.write_table(rows_table(self._rows))
         self._rows, self._text = [], 0
 
     def commit(self, info: dict[str, Any]) -> Path:
