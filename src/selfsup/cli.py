@@ -209,7 +209,8 @@ def eval_(
     out: Annotated[Path, typer.Option(help="eval.json to write")] = Path("work/eval.json"),
     config: ConfigOpt = None,
 ) -> None:
-    """Model + held-out documents → eval.json (bits per byte vs a unigram baseline, samples)."""
+    """Model + held-out documents → eval.json: bits per byte vs a unigram baseline (from scratch) or vs the
+    base model ([model] base) on held-out and [eval] texts sets, cloze probes, tokenizer fertility, samples."""
     from selfsup.evaluation import evaluate
 
     recipe = _recipe_for_model(config, model)
