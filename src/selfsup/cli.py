@@ -260,10 +260,6 @@ def _recipe_for_model(config: Path | None, model: Path) -> Recipe:
     return recipe
 
 
-def _counts(d: dict[str, int]) -> str:
-    return ", ".join(f"{v:,} {k}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])) or "none"
-
-
 def _print_result(result: dict, seconds: float) -> None:
     ran = [k for k, v in result["status"].items() if v == "ran"]
     console.print(

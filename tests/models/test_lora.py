@@ -18,6 +18,7 @@ from selfsup.tokens import load_tokenizer, reuse_tokenizer
 from selfsup.tokens.extend import extend_tokenizer
 from selfsup.train import find_latest, train
 from tests.conftest import small_recipe
+from tests.train.conftest import die_after_first_save
 
 
 def tiny_base(tokenizer_dir: Path, out: Path) -> Path:
@@ -101,20 +102,11 @@ def test_extended_vocabulary_trains_embeddings_at_their_own_rate(prepared, base,
 def test_lora_run_resumes_bitwise(prepared, base, extended, tmp_path, monkeypatch):
     """A LoRA run (extended vocabulary, embedding group, dropout) that dies right after its step-2
     checkpoint and is run again ends with exactly the weights of an uninterrupted run."""
-    import selfsup.train.loop as loop
-
     recipe = lora_recipe(prepared, base, max_steps=4, checkpoint_every_steps=2)
     train(extended["shards"], extended["tokenizer"], tmp_path / "straight", recipe, fingerprint="fp")
-    original = loop.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        original(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    die_after_first_save(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train(extended["shards"], extended["tokenizer"], tmp_path / "resumed", recipe, fingerprint="fp")
-    monkeypatch.setattr(loop, "save_checkpoint", original)
     summary = train(extended["shards"], extended["tokenizer"], tmp_path / "resumed", recipe, fingerprint="fp")
     assert summary["resumed_from_step"] == 2
     a = load_file(find_latest(tmp_path / "straight")[0] / "model.safetensors")

@@ -28,6 +28,21 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def die_after_first_save(monkeypatch) -> None:
+    """The next training run 'crashes' (KeyboardInterrupt) right after committing its first checkpoint;
+    runs after it save normally."""
+    import selfsup.train.loop as loop
+
+    original = loop.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        original(*args, **kwargs)
+        monkeypatch.setattr(loop, "save_checkpoint", original)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+
+
 @pytest.fixture(scope="session")
 def finished_run(prepared, tmp_path_factory) -> Path:
     """checkpoints/step-2, step-4, step-6 of a 6-step run; copy it before changing anything."""

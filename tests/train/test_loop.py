@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from selfsup.train import find_latest, train
 from selfsup.errors import UsageError
 from tests.conftest import small_recipe
+from tests.train.conftest import die_after_first_save
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -48,7 +49,7 @@ def test_same_seed_same_weights_bitwise(prepared, tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_resume_from_checkpoint_matches_uninterrupted_run(prepared, tmp_path, precision):
+def test_resume_from_checkpoint_matches_uninterrupted_run(prepared, tmp_path, precision, monkeypatch):
     """Stopping at step 5 (checkpoint) and re-running to step 10 gives the weights of a straight
     10-step run, bit for bit, with gradient accumulation and dropout on; metrics have each step once.
     Also with bf16 autocast: on CPU its kernels are deterministic too (checked here, not assumed).
@@ -61,24 +62,9 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(prepared, tmp_path, pr
     # time budget ends there; the fingerprint ignores max_minutes, so it resumes the same run.
     half = straight.model_copy(deep=True)
     half.train.checkpoint_every_steps = 5
-    import selfsup.train.loop as loop
-
-    calls = {"n": 0}
-    original = loop.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        path = original(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt  # dies right after committing step-5
-        return path
-
-    loop.save_checkpoint = save_then_die
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(prepared["shards"], prepared["tokenizer"], tmp_path / "resumed", half, fingerprint="fp")
-    finally:
-        loop.save_checkpoint = original
+    die_after_first_save(monkeypatch)  # dies right after committing step-5
+    with pytest.raises(KeyboardInterrupt):
+        train(prepared["shards"], prepared["tokenizer"], tmp_path / "resumed", half, fingerprint="fp")
     assert find_latest(tmp_path / "resumed")[0].name == "step-5"
     train(prepared["shards"], prepared["tokenizer"], tmp_path / "resumed", half, fingerprint="fp")
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")

@@ -18,6 +18,7 @@ from selfsup.train.data_order import epoch_permutation
 from selfsup.train.replay import ReplayMix, replay_shards_dir, training_blocks
 from tests.conftest import small_recipe
 from tests.corpus_writer import write_parquet_corpus
+from tests.train.conftest import die_after_first_save
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +63,12 @@ def test_fraction_respected_and_deterministic(with_replay):
 def test_training_with_replay_resumes_exactly(prepared, with_replay, tmp_path, monkeypatch):
     """A replay run that dies right after its step-2 checkpoint and is run again ends with the weights of an
     uninterrupted run; the loop really reads the mix (without the packed replay text it refuses to start)."""
-    import selfsup.train.loop as loop
-
     recipe = _recipe(prepared, max_steps=4, checkpoint_every_steps=2)
     assert isinstance(training_blocks(with_replay, recipe.train), ReplayMix)
     train(with_replay, prepared["tokenizer"], tmp_path / "straight", recipe, fingerprint="fp")
-    original = loop.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        original(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    die_after_first_save(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train(with_replay, prepared["tokenizer"], tmp_path / "resumed", recipe, fingerprint="fp")
-    monkeypatch.setattr(loop, "save_checkpoint", original)
     assert train(with_replay, prepared["tokenizer"], tmp_path / "resumed", recipe, fingerprint="fp")["resumed_from_step"] == 2
     a = load_file(find_latest(tmp_path / "straight")[0] / "model.safetensors")
     b = load_file(find_latest(tmp_path / "resumed")[0] / "model.safetensors")

@@ -22,7 +22,9 @@ def launch_torchrun(nproc: int, selfsup_args: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    # torch threads per process: the cores shared out, instead of every process using them all.
+    # torch threads per process: the cores shared out, instead of every process using them all. The
+    # agent hands its environment to the processes; ours gets its own value back afterwards.
+    threads = os.environ.get("OMP_NUM_THREADS")
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
     config = LaunchConfig(
@@ -39,4 +41,7 @@ def launch_torchrun(nproc: int, selfsup_args: list[str]) -> int:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         say(f"[red]training process {rank} {how}; the other processes were stopped")
         return code if code > 0 else 1
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return 0
