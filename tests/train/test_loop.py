@@ -80,3 +80,23 @@ def test_checkpoints_from_other_settings_are_not_resumed(prepared, tmp_path):
         train(prepared["shards"], prepared["tokenizer"], tmp_path / "run", recipe, fingerprint="two")
     summary = train(prepared["shards"], prepared["tokenizer"], tmp_path / "run", recipe, fingerprint="two", fresh=True)
     assert summary["steps"] == 2 and summary["resumed_from_step"] is None
+
+
+@pytest.mark.slow
+def test_compiled_cpu_training_matches_eager(prepared, tmp_path, capsys):
+    """`compile = true` on the CPU (short-block attention, train/hardware.py's allocator setting) trains
+    the same model as the eager loop: the first losses agree to fp32 rounding and the run says which
+    attention it used; the exported checkpoint is a plain SDPA model."""
+    eager = small_recipe([prepared["docs"]], max_steps=3, precision="fp32")
+    compiled = eager.model_copy(deep=True)
+    compiled.train.compile = True
+    train(prepared["shards"], prepared["tokenizer"], tmp_path / "eager", eager, fingerprint="fp")
+    train(prepared["shards"], prepared["tokenizer"], tmp_path / "compiled", compiled, fingerprint="fp")
+    assert "compiled (short-block attention)" in capsys.readouterr().err  # the console writes to stderr
+
+    def losses(run):
+        return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+
+    assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-4)
+    latest, _ = find_latest(tmp_path / "compiled")
+    assert "selfsup" not in (latest / "config.json").read_text()

@@ -36,6 +36,7 @@ from selfsup.console import console, say
 from selfsup.errors import StageFailure, UsageError
 from selfsup.manifest import MANIFEST, manifest_digest, read_manifest, write_json_atomic, write_manifest
 from selfsup.models import build_model, count_parameters, load_base_for_training
+from selfsup.models.attention import use_short_block_attention
 from selfsup.models.param_groups import optimizer_param_groups
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
@@ -52,6 +53,7 @@ from selfsup.train.hardware import (
     flops_per_token,
     measured_matmul_peak,
     pick_device,
+    reuse_freed_memory,
 )
 from selfsup.train.schedule import lr_at
 
@@ -160,6 +162,7 @@ def _train(
             special_ids=ids, dropout=recipe.model.dropout,
         )
     model.to(device)
+    short_attention = use_short_block_attention(model, device, seq_len, cfg.compile)  # models/attention.py
     n_params = count_parameters(model)
     objective = get_objective(recipe.objective, ids, vocab_size)
     wrapped = world.wrap(model)  # DDP / FSDP2 around it under torchrun; `model` stays the plain module
@@ -191,7 +194,7 @@ def _train(
     say(
         f"[bold]train[/] {recipe.objective.name} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
         f"{seq_len} tokens · global batch {global_batch} · {device.type}"
-        f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if cfg.compile else ''}"
+        f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if cfg.compile else ''}{' (short-block attention)' if short_attention else ''}"
         f"{f' · {world.size} processes ({world.parallel})' if world.distributed else ''}"
     )
     forward = torch.compile(wrapped) if cfg.compile else wrapped
@@ -245,7 +248,7 @@ def _train(
         return None
 
     wrapped.train()
-    with _progress(cfg.progress) as progress:
+    with _progress(cfg.progress) as progress, reuse_freed_memory(device):  # hardware.py: no page faults per step
         task = progress.add_task("train", total=1000, loss=float("nan"), tps=0.0, mfu=0.0, step=step)
         try:
             while (reason := done()) is None:
