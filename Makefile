@@ -26,15 +26,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Each benchmark prints ratios against its baseline, measured in the same process; QUICK= for full runs.
+# Each benchmark prints ratios against its baseline, measured in the same process; bench/table.py runs
+# each RUNS times and prints the medians against the targets. QUICK= for full runs, RUNS=1 for a first look.
 QUICK ?= --quick
+RUNS ?= 3
 bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'
-	$(BIN)/python bench/train_throughput.py $(QUICK)
-	$(BIN)/python bench/train_throughput.py $(QUICK) --objective mlm
-	$(BIN)/python bench/pack_throughput.py $(QUICK)
-	$(BIN)/python bench/dedup_throughput.py $(QUICK)
-	$(BIN)/python bench/ingest_throughput.py $(QUICK)
+	$(BIN)/python bench/table.py $(QUICK) --runs $(RUNS)
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .pytest_cache

@@ -1,0 +1,156 @@
+"""Every benchmark, run several times, summarised as one table of medians against the targets.
+
+Each benchmark script measures ours against its baseline in one process and ends with a JSON
+line; this runs each script `--runs` times (3 by default) one after the other, keeps those lines,
+and prints a Markdown table: per figure the median over the runs (and the individual runs),
+the baseline, the ratio, the target and whether the median meets it, under a line naming the
+machine. Runs are sequential, never side by side: the scripts share the cores they measure.
+
+    python bench/table.py --quick            # what `make bench` runs
+    python bench/table.py --quick --runs 1   # a first look
+    python bench/table.py --json out.json    # also keep every run's figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row: where its number sits in a benchmark's JSON line and what it must reach."""
+
+    name: str
+    value: Callable[[dict], float]
+    target: float | None
+    ours: Callable[[dict], str]
+    baseline: Callable[[dict], str]
+    higher_is_better: bool = True
+
+
+def _tok(x: float) -> str:
+    return f"{x:,.0f} tok/s"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _train_rows(label: str) -> list[Figure]:
+    tps = lambda r: r["tokens_per_s"]  # noqa: E731
+    return [
+        Figure(f"{label}: vs HF Trainer defaults", lambda r: r["ratio_vs_trainer_default"], 3.0,
+               lambda r: _tok(tps(r)["ours"]), lambda r: _tok(tps(r)["trainer_default"])),
+        Figure(f"{label}: vs HF Trainer best (bf16 + compile)", lambda r: r["ratio_vs_trainer_best"], 1.25,
+               lambda r: _tok(tps(r)["ours"]), lambda r: _tok(tps(r)["trainer_best"])),
+        Figure(f"{label}: MFU", lambda r: r["mfu"], 0.5 if "small" in label else None,
+               lambda r: _pct(r["mfu"]), lambda r: f"peak {r['matmul_peak_flops'] / 1e12:.2f} TFLOP/s"),
+    ]
+
+
+def _ingest_row(fmt: str) -> Figure:
+    return Figure(
+        f"ingest {fmt}: full stage / bare extractor", lambda r: r["formats"][fmt]["ratio"], 0.5,
+        lambda r: f"{r['formats'][fmt]['docs_per_s']['ours']:,.0f} docs/s",
+        lambda r: f"{r['formats'][fmt]['docs_per_s']['bare']:,.0f} docs/s",
+    )
+
+
+# (script arguments, rows). Quick mode adds --quick to each; the small preset rows always run 20 steps.
+BENCHMARKS: list[tuple[list[str], list[Figure]]] = [
+    (["train_throughput.py"], _train_rows("train clm tiny")),
+    (["train_throughput.py", "--preset", "small", "--steps", "20"], _train_rows("train clm small")),
+    (["train_throughput.py", "--objective", "mlm"], _train_rows("train mlm tiny")),
+    (["pack_throughput.py"], [
+        Figure("pack: vs datasets.map + group_texts", lambda r: r["ratio"], 3.0,
+               lambda r: f"{r['mb_per_s']['ours']:.1f} MB/s", lambda r: f"{r['mb_per_s']['datasets_map']:.1f} MB/s"),
+        Figure("pack: peak RSS, 10x corpus / 1x", lambda r: r["rss_growth"], 1.2,
+               lambda r: f"{r['peak_rss_mb']['large']:.0f} MB", lambda r: f"{r['peak_rss_mb']['small']:.0f} MB",
+               higher_is_better=False),
+    ]),
+    (["dedup_throughput.py"], [
+        Figure("near-dup: vs datasketch MinHashLSH", lambda r: r["ratio"], 5.0,
+               lambda r: f"{r['docs_per_s']['ours']:,.0f} docs/s, recall {r['recall']['ours']:.3f}",
+               lambda r: f"{r['docs_per_s']['datasketch']:,.0f} docs/s, recall {r['recall']['datasketch']:.3f}"),
+    ]),
+    (["ingest_throughput.py"], [_ingest_row(f) for f in ("text", "html", "pdf", "docx")] + [
+        Figure("ingest: peak RSS, 10x files / 1x", lambda r: r["rss_growth"], 1.2,
+               lambda r: f"{r['peak_rss_mb']['large']['process']:.0f} MB",
+               lambda r: f"{r['peak_rss_mb']['small']['process']:.0f} MB", higher_is_better=False),
+    ]),
+]
+
+
+def run_once(args: list[str], quick: bool) -> dict:
+    """Run one benchmark script, echo its output, return its final JSON line."""
+    cmd = [sys.executable, str(HERE / args[0]), *args[1:], *(["--quick"] if quick else [])]
+    print(f"\n$ {' '.join(cmd[1:])}", flush=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if "Warning" not in line and "warnings.warn" not in line]
+    print("\n".join(lines[-12:]), flush=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{args[0]} failed (exit {proc.returncode}); its output is above")
+    return json.loads(next(line for line in reversed(lines) if line.startswith("{")))
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    import torch
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}; "
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+
+
+def table(results: list[tuple[list[str], list[Figure], list[dict]]], runs: int) -> str:
+    out = ["| benchmark | ours (median run) | baseline (median run) | ratio: median (runs) | target | met |",
+           "|---|---|---|---|---|---|"]
+    for _, figures, records in results:
+        for fig in figures:
+            values = [fig.value(r) for r in records]
+            median = statistics.median(values)
+            middle = records[values.index(sorted(values)[len(values) // 2])]  # the run whose value is the median
+            runs_text = " / ".join(f"{v:.2f}" for v in values)
+            if fig.target is None:
+                target, met = "", ""
+            else:
+                ok = median >= fig.target if fig.higher_is_better else median <= fig.target
+                target, met = f"{'≥' if fig.higher_is_better else '≤'} {fig.target:g}", "yes" if ok else "no"
+            out.append(f"| {fig.name} | {fig.ours(middle)} | {fig.baseline(middle)} | **{median:.2f}** ({runs_text}) "
+                       f"| {target} | {met} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated script names to run (default: all)")
+    parser.add_argument("--json", type=Path, help="write every run's JSON figures here")
+    args = parser.parse_args()
+    chosen = [(a, f) for a, f in BENCHMARKS if not args.only or a[0].removesuffix(".py") in args.only.replace(".py", "").split(",")]
+    results = []
+    for script_args, figures in chosen:
+        records = [run_once(script_args, args.quick) for _ in range(args.runs)]
+        results.append((script_args, figures, records))
+    if args.json:
+        args.json.write_text(json.dumps([{"command": a, "runs": r} for a, _, r in results], indent=1))
+    print(f"\n{machine()}; {args.runs} run(s) of each, median shown\n")
+    print(table(results, args.runs))
+
+
+if __name__ == "__main__":
+    main()
