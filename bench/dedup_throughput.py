@@ -12,7 +12,8 @@ are timed alternately (--repeat) and each keeps its best time.
 
 Reported: documents/s for each, the ratio (ours / datasketch), and recall and precision on the
 planted pairs for both: recall over the planted pairs whose true Jaccard is at least the
-threshold, precision over all pairs each side reports.
+threshold, precision over all pairs each side reports (right: the planted pair, or any pair
+whose true Jaccard is at least the threshold).
 
     python bench/dedup_throughput.py --quick
 """
@@ -110,10 +111,16 @@ def run_datasketch(docs: list[str], num_perm: int, threshold: float, bulk: bool 
     return found
 
 
-def quality(found: dict[int, int], planted: set[int], truth: dict[int, int]) -> dict[str, float]:
-    """Recall on planted pairs at or above the threshold; precision over every reported pair."""
+def quality(found: dict[int, int], planted: set[int], truth: dict[int, int], docs: list[str], threshold: float) -> dict[str, float]:
+    """Recall on planted pairs at or above the threshold; precision over every reported pair.
+
+    A reported pair is right if it is the planted pair, or if its true Jaccard is at least the
+    threshold all the same (two edited copies of one source can be that close to each other: the
+    first is kept when it drifted below the threshold from the source, the second then matches it).
+    """
     recall = sum(1 for c in planted if found.get(c) == truth[c]) / len(planted)
-    precision = sum(1 for c, s in found.items() if truth.get(c) == s) / len(found) if found else 1.0
+    right = sum(1 for c, s in found.items() if truth.get(c) == s or jaccard(docs[c], docs[s]) >= threshold)
+    precision = right / len(found) if found else 1.0
     return {"recall": round(recall, 4), "precision": round(precision, 4)}
 
 
@@ -128,7 +135,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--num-perm", type=int, default=128)
     parser.add_argument("--threshold", type=float, default=0.8)
-    parser.add_argument("--repeat", type=int, default=3, help="alternating timings of each side, best kept")
+    parser.add_argument("--repeat", type=int, default=5, help="alternating timings of each side, best kept (5: robust on busy machines)")
     args = parser.parse_args()
     originals, copies = (2000, 500) if args.quick else (10_000, 2500)
     docs, truth = planted_corpus(originals, copies)
@@ -145,7 +152,7 @@ def main() -> None:
         theirs_bulk, t = timed(run_datasketch, docs, args.num_perm, args.threshold, bulk=True)
         t_bulk = min(t_bulk, t)
 
-    q_ours, q_theirs, q_bulk = (quality(f, planted, truth) for f in (ours, theirs, theirs_bulk))
+    q_ours, q_theirs, q_bulk = (quality(f, planted, truth, docs, args.threshold) for f in (ours, theirs, theirs_bulk))
     n = len(docs)
     print(f"near-dup on {n:,} documents ({mb:.1f} MB), {len(truth)} planted copies, {len(planted)} with Jaccard >= "
           f"{args.threshold}; {args.num_perm} permutations")

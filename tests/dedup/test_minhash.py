@@ -101,11 +101,34 @@ def test_fast_word_split_equals_the_regex():
 
 
 def test_signature_values_are_stable():
-    """Signatures equal those of the first (unoptimised) implementation: indexes built by older runs stay valid."""
-    signature = minhash_signature("The quick brown fox jumps over the lazy dog; Straße café ΣΑΣ naïve_words 42.", 128)
-    assert signature.dtype == np.uint64
-    assert [int(x) for x in signature[:4]] == [1691054152276578978, 3953707042090298230, 2539121808765079142, 4803971933995011413]
-    assert int(signature.astype(object).sum() % 2**64) == 14348529467064416469
+    """Signature values are pinned: ingest caches them with its extracted documents and reuses
+    them across runs, so a change must bump INGEST_VERSION (selfsup.ingest.fingerprint) too.
+    These are version 2 (32-bit permutations of the shingle hash's high half; version 1 permuted
+    the whole 64-bit hash and was ~1.4x slower). The shingle hashes themselves did not change."""
+    text = "The quick brown fox jumps over the lazy dog; Straße café ΣΑΣ naïve_words 42."
+    signature = minhash_signature(text, 128)
+    assert signature.dtype == np.uint64 and int(signature.max()) < 2**32
+    assert [int(x) for x in signature[:4]] == [564235812, 441841096, 26967621, 236952599]
+    assert int(signature.astype(object).sum()) == 54952750812
+    shingles = shingle_hashes(text)
+    assert [int(x) for x in shingles[:3]] == [46442032533257076, 493211678213413855, 523833125199630093]
+    assert int(shingles.astype(object).sum() % 2**64) == 12621375911615617541
+
+
+def test_signature_is_the_plain_minhash_across_block_and_padding_edges():
+    """The flat, padded, blocked product gives exactly min_j (a_i * x_j + b_i mod 2^32) over the
+    shingles' high 32 bits, written the slow obvious way: for texts shorter than a shingle, at
+    and around the padding width (64) and the block size (512), and for several permutation counts."""
+    from selfsup.dedup.minhash import _permutations, _shingle_array
+
+    rng = random.Random(4)
+    for length in (1, 4, 5, 6, 68, 69, 70, 516, 517, 518, 1100):
+        text = " ".join(f"w{rng.randrange(2000)}" for _ in range(length))
+        x = [int(h) >> 32 for h in _shingle_array(text)]
+        for num_perm in (16, 128, 130):
+            a, b = _permutations(num_perm)
+            expected = [min((int(ai) * xj + int(bi)) % 2**32 for xj in x) for ai, bi in zip(a, b)]
+            assert minhash_signature(text, num_perm).tolist() == expected, (length, num_perm)
 
 
 def test_shared_buckets_still_find_the_right_original():

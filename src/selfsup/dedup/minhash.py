@@ -2,9 +2,18 @@
 
 Signature: the text is lower-cased and split into words (`\\w+`); every run of 5 consecutive
 words (fewer for a shorter text) is a shingle, hashed to 64 bits (xxh3 of each word, combined
-by a multiply-rotate in numpy). Permutation i maps a shingle hash h to `a_i * h + b_i mod 2^64`
-(a_i odd, from a fixed seed), and the signature keeps, per permutation, the minimum: the share
-of equal positions in two signatures estimates the Jaccard similarity of their shingle sets.
+by a multiply-rotate in numpy). Permutation i maps the high 32 bits x of a shingle hash to
+`a_i * x + b_i mod 2^32` (a_i odd, from a fixed seed), and the signature keeps, per permutation,
+the minimum: the share of equal positions in two signatures estimates the Jaccard similarity of
+their shingle sets. Values fit in 32 bits; the array is uint64, the dtype ingest stores.
+
+Why 32 bits (signature version 2; version 1 permuted the whole 64-bit hash mod 2^64): numpy has
+no SIMD 64-bit multiply on most CPUs, while 32-bit multiply, add and min run 8-16 lanes at a
+time on half the memory traffic, and the (shingles × permutations) product was the largest part
+of the work. 32 bits lose nothing measurable: a permutation gives two distinct shingles the same
+value once in 2^32, and on bench/dedup_throughput.py's planted near-duplicates recall went from
+0.934 to 0.936 (precision 1.0 both). The shingle hashes did not change. Ingest caches signatures
+with its extracted documents, so this change bumped `INGEST_VERSION` (selfsup.ingest.fingerprint).
 
 Index: the signature is cut into `bands` bands of `rows` values; two documents become
 candidates when any band is equal. `bands`×`rows` is chosen (for the permutation count) to
@@ -13,14 +22,19 @@ pairs at the threshold are found with high probability. Candidates are then veri
 document is a near-duplicate of the kept document with the highest estimated Jaccard, if that
 is at least the threshold. Order is the walk order, so the first version seen is the one kept.
 
-Memory: per kept document its signature (8 bytes × permutations) plus one dict entry per band.
+Memory: per kept document its signature (8 bytes × permutations) plus one dict entry per band;
+per process the word-hash cache (bounded) and the permutation tables (2.3 MB at 128 permutations).
 
-Speed (bench/dedup_throughput.py: 5-6x datasketch's MinHash + MinHashLSH at equal permutations,
-with better recall) comes without changing a single signature value, because ingest stores
-signatures with its extracted documents and reuses them across runs (a test pins the values):
-ASCII text is lower-cased and cut into words by one `bytes.translate` + `split` (the regex only
-for pieces with non-ASCII characters), word hashes are cached per process, and the
-(shingles, permutations) product is written into a reused buffer instead of fresh arrays.
+Speed (bench/dedup_throughput.py --quick, 2 shared cores: 5.8-7.4x datasketch's MinHash +
+MinHashLSH at equal permutations, 6.4x in the quietest run; recall 0.936 against 0.751; 1.4-1.5x
+version 1, measured alternately in one process): ASCII text is lower-cased and cut into
+words by one `bytes.translate` + `split` (the regex only for pieces with non-ASCII characters),
+word hashes are cached per process, and every numpy call works in place on preallocated buffers
+with 0-d operands, because a 300-word document makes only ~30 calls and per-call overhead is
+most of their cost. The product is laid out flat, (permutations × padded shingles) in one
+contiguous buffer, so that multiply and add are each one SIMD loop instead of one short loop per
+permutation; the minimum per row is one `reduceat`; and a signature skips the shingle hash's last
+rotation, since the high 32 bits it keeps are one shift of the value before it.
 """
 
 from __future__ import annotations
@@ -35,8 +49,11 @@ import xxhash
 _WORD = re.compile(r"\w+")
 _NON_ASCII_NON_WORD = re.compile(r"[^\x00-\x7f\w]+")
 SHINGLE_WORDS = 5
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-_CHUNK = 512  # shingles per block of the (block, permutations) product: 512 KB at 128 permutations, cache-sized
+# 0-d arrays, not numpy scalars: a ufunc takes them ~2x faster (no scalar conversion per call).
+_MIX = np.array(0x9E3779B97F4A7C15, dtype=np.uint64)
+_SHIFT_7, _SHIFT_25, _SHIFT_57 = (np.array(k, dtype=np.uint64) for k in (7, 25, 57))
+_CHUNK = 512  # shingles per block of the (permutations, shingles) product: 256 KB at 128 permutations
+_PAD = 64  # a block's shingle axis is padded to a multiple of this: one permutation table per width
 # bytes.translate table: every ASCII byte that is not a word character (\w) becomes a space; the
 # rest, and all bytes of multi-byte UTF-8 characters, stay as they are.
 _ASCII_NON_WORD_TO_SPACE = bytes(
@@ -50,23 +67,33 @@ _WORD_CACHE_LIMIT = 1 << 20  # words whose hash is remembered (a domain's vocabu
 
 
 class _WordHashes(dict):
-    """word (UTF-8 bytes) → xxh3_64, computed once per process: most words of a corpus repeat."""
+    """word (UTF-8 bytes) → xxh3_64 as 8 little-endian bytes, computed once per process: most words
+    of a corpus repeat, and one `b"".join` + `np.frombuffer` reads a document's hashes into numpy."""
 
-    def __missing__(self, word: bytes) -> int:
-        value = self[word] = xxhash.xxh3_64_intdigest(word)
+    def __missing__(self, word: bytes) -> bytes:
+        value = self[word] = xxhash.xxh3_64_intdigest(word).to_bytes(8, "little")
         return value
 
 
 _word_hashes = _WordHashes()
-_scratch = threading.local()  # per-thread (chunk, num_perm) buffer: a fresh 0.5 MB array per call costs page faults
+_scratch = threading.local()  # per-thread product buffer: a fresh 256 KB array per call costs page faults
 
 
 @cache
 def _permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b), uint32 each, a odd: permutation i is x → a_i * x + b_i mod 2^32."""
     rng = np.random.default_rng(seed)
-    a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd
-    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
+    a = rng.integers(0, 2**31, size=num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint64).astype(np.uint32)
     return a, b
+
+
+@cache
+def _block_tables(num_perm: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a flat (num_perm, width) block: a and b with each value repeated `width` times (row i
+    holds a_i, b_i), and where each row starts. At most 2.3 MB for 128 permutations, all widths."""
+    a, b = _permutations(num_perm)
+    return np.repeat(a, width), np.repeat(b, width), np.arange(0, num_perm * width, width)
 
 
 def text_words(text: str) -> list[bytes]:
@@ -96,23 +123,33 @@ def text_words(text: str) -> list[bytes]:
 
 def _shingle_array(text: str, ngram: int = SHINGLE_WORDS) -> np.ndarray:
     """The 64-bit hash of every word n-gram, in text order, repeats included (uint64)."""
+    mixed = _unrotated_shingles(text, ngram)
+    high = mixed >> _SHIFT_57
+    np.left_shift(mixed, _SHIFT_7, out=mixed)
+    return np.bitwise_or(mixed, high, out=mixed)  # rotated left by 7: the last step of the hash
+
+
+def _unrotated_shingles(text: str, ngram: int = SHINGLE_WORDS) -> np.ndarray:
+    """Every word n-gram's hash but for its final rotate-left by 7, which a signature skips: it
+    needs only the high 32 bits of the hash, bits 25-56 before that rotation (one shift)."""
     words = text_words(text)
     if not words:
         return np.empty(0, dtype=np.uint64)
     if len(_word_hashes) > _WORD_CACHE_LIMIT:
         _word_hashes.clear()
-    hashed = np.fromiter(map(_word_hashes.__getitem__, words), dtype=np.uint64, count=len(words))
+    hashed = np.frombuffer(b"".join(map(_word_hashes.__getitem__, words)), dtype="<u8")
     n = min(ngram, len(words))
     count = len(words) - n + 1
-    combined = hashed[:count].copy()  # round 0: 0 * _MIX ^ first word
-    with np.errstate(over="ignore"):
-        for k in range(n):  # order matters: rotate-multiply the running value, then add the next word
-            if k:
-                combined *= _MIX
-                combined ^= hashed[k : count + k]
-            high = combined >> np.uint64(57)
-            combined <<= np.uint64(7)
-            combined |= high  # rotated left by 7
+    combined = hashed[:count].astype(np.uint64)  # round 0: 0 * _MIX ^ first word (a copy: written in place)
+    high = np.empty_like(combined)
+    # Integer arrays wrap silently on overflow (only numpy scalars warn): no errstate needed.
+    for k in range(n):  # order matters: rotate-multiply the running value, then add the next word
+        if k:
+            np.right_shift(combined, _SHIFT_57, out=high)
+            np.left_shift(combined, _SHIFT_7, out=combined)
+            np.bitwise_or(combined, high, out=combined)  # rotated left by 7
+            np.multiply(combined, _MIX, out=combined)
+            np.bitwise_xor(combined, hashed[k : count + k], out=combined)
     return combined
 
 
@@ -122,28 +159,36 @@ def shingle_hashes(text: str, ngram: int = SHINGLE_WORDS) -> np.ndarray:
 
 
 def minhash_signature(text: str, num_perm: int = 128) -> np.ndarray | None:
-    """(num_perm,) uint64 MinHash of the text's word 5-grams; None for a text without words."""
-    shingles = _shingle_array(text)  # repeats cannot change a minimum: no need to make them unique
+    """(num_perm,) uint64 MinHash (values < 2^32) of the text's word 5-grams; None for a text without words."""
+    shingles = _unrotated_shingles(text)  # repeats cannot change a minimum: no need to make them unique
     if shingles.size == 0:
         return None
-    a, b = _permutations(num_perm)
-    scratch = getattr(_scratch, "buffer", None)
-    if scratch is None or scratch.shape[1] != num_perm:
-        scratch = _scratch.buffer = np.empty((_CHUNK, num_perm), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        if shingles.size <= _CHUNK:  # the common case: one block, no running minimum to keep
-            product = scratch[: shingles.size]  # (shingles, num_perm), written in place
-            np.multiply(shingles[:, None], a, out=product)
-            product += b
-            return product.min(axis=0)
-        signature = np.full(num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-        for start in range(0, shingles.size, _CHUNK):
-            block = shingles[start : start + _CHUNK, None]  # (chunk, 1)
-            product = scratch[: len(block)]  # (chunk, num_perm), written in place
-            np.multiply(block, a, out=product)
-            product += b
-            np.minimum(signature, product.min(axis=0), out=signature)  # (num_perm,)
-    return signature
+    signature = _block_minimum(shingles[:_CHUNK], num_perm)
+    for start in range(_CHUNK, shingles.size, _CHUNK):  # long documents: a running minimum over blocks
+        np.minimum(signature, _block_minimum(shingles[start : start + _CHUNK], num_perm), out=signature)
+    return signature.astype(np.uint64)
+
+
+def _block_minimum(unrotated: np.ndarray, num_perm: int) -> np.ndarray:
+    """(num_perm,) uint32: per permutation, the minimum over these (at most _CHUNK) shingles.
+
+    The block is (num_perm, width) in one contiguous buffer, each row a copy of the shingles'
+    high 32 bits padded with the first one (a repeat cannot change a minimum) to `width`, a
+    multiple of _PAD: then `*= a` and `+= b` against the flat permutation tables are one loop each.
+    """
+    n = unrotated.size
+    width = -(-n // _PAD) * _PAD
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None or buffers[0].size != num_perm * _CHUNK:
+        buffers = _scratch.buffers = (np.empty(num_perm * _CHUNK, dtype=np.uint32), np.empty(_CHUNK, dtype=np.uint32))
+    product, row = buffers[0][: num_perm * width], buffers[1][:width]
+    np.right_shift(unrotated, _SHIFT_25, out=row[:n], casting="unsafe")  # the hash's high 32 bits, as uint32
+    row[n:] = row[0]
+    np.copyto(product.reshape(num_perm, width), row)  # (num_perm, width): every row the same shingles
+    a, b, row_starts = _block_tables(num_perm, width)
+    np.multiply(product, a, out=product)  # wraps mod 2^32
+    np.add(product, b, out=product)
+    return np.minimum.reduceat(product, row_starts)  # per row; 1.5x faster than .reshape(num_perm, width).min(axis=1)
 
 
 @cache
@@ -187,7 +232,7 @@ class NearDuplicateIndex:
         if raw == self._last[0]:
             return self._last[1]
         bands = signature[: self.bands * self.rows].reshape(self.bands, self.rows)
-        keys = (bands * self._band_mix).sum(axis=1, dtype=np.uint64).tolist()  # (bands,), wraps mod 2^64
+        keys = (bands @ self._band_mix).tolist()  # (bands,), wraps mod 2^64; matmul: one call, not two
         self._last = (raw, keys)
         return keys
 

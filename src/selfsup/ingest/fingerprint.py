@@ -23,7 +23,7 @@ from selfsup.ingest.discover import Entry, display_path, walk_sources
 
 # Bump when reading, decoding or normalising changes: old corpora then no longer count as done,
 # and old extraction results are not reused.
-INGEST_VERSION = 4
+INGEST_VERSION = 5  # 5: MinHash signatures are 32-bit permutations (selfsup.dedup.minhash)
 # Settings that change how fast, not what: left out of every hash.
 SPEED_ONLY = {"sources", "workers"}
 # Settings used only when merging: left out of the extraction key.
