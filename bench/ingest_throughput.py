@@ -19,7 +19,10 @@ the clock starts. Ours has a fixed cost per run (spawning and warming the sandbo
 opening and committing the outputs: ~1-2 s) that would swamp small folders, so our rate is the
 slope between two runs: the whole folder of N files and its first N/4 files,
 (N - N/4) / (t(N) - t(N/4)); the fixed cost cancels and is printed separately (the intercept).
-Each timing is the median of `--repeats` runs (3 by default).
+Each timing is the median of `--repeats` runs (3 by default), N and N/4 run in turn.
+With `--profile`, a worker's per-document path (`process_file`, in this process) is also timed
+by component on each folder: ms per document for decode, mojibake, the format's reader,
+normalise, quality rules, language, PII, id, MinHash, and the rest (`other`).
 ratio = ours / bare in documents per second, per format; the JSON's `ratio` is the smallest of
 HTML, PDF and DOCX (the target is >= 0.5: the whole stage costs at most twice the extraction it
 cannot avoid). Plain text is shown too, but its "extractor" is a UTF-8 decode, so there the
@@ -43,13 +46,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import CACHE, emit
-
 from selfsup.config import CorpusConfig
 from selfsup.ingest import ingest_sources
 from selfsup.ingest.sandbox import default_workers
 
 FORMATS = ("text", "html", "pdf", "docx")
+
+
+def bench_common():
+    """bench/common.py, imported by the main process only: our sandboxed workers are spawned, so
+    they run this module's top level again, and common's imports (the training stack) would add
+    ~1 s to every worker's start, and noise to the fixed cost the slope has to cancel."""
+    import common
+
+    return common
 
 
 def paragraphs() -> list[str]:
@@ -130,7 +140,7 @@ WRITERS = {"text": (".txt", lambda p: "\n\n".join(p).encode()), "html": (".html"
 
 def make_folder(fmt: str, files: int, offset: int = 0) -> Path:
     """`files` generated documents of one format (cached between runs)."""
-    folder = CACHE / f"ingest-{fmt}-{files}-{offset}"
+    folder = bench_common().CACHE / f"ingest-{fmt}-{files}-{offset}"
     marker = folder / ".complete"
     if marker.exists():
         return folder
@@ -197,6 +207,69 @@ def median_time(run, repeats: int) -> tuple[float, Any]:
     return runs[len(runs) // 2]
 
 
+def profile_worker(fmt: str, folder: Path) -> dict[str, float]:
+    """CPU ms per document by component of `process_file` on `folder` (run here, not sandboxed):
+    the real code path, with each step's function wrapped by a timer where the worker looks it
+    up. CPU time (`process_time`), not wall time: a shared machine's other loads drop out."""
+    from collections import defaultdict
+
+    from selfsup.clean import mojibake
+    from selfsup.ingest import extract, process
+
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(name: str, function):
+        def wrapper(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.process_time() - start
+
+        return wrapper
+
+    cfg = CorpusConfig()
+    process.warm_up(cfg)
+    steps = [(extract, "decode_bytes", "decode"), (mojibake, "fix_mojibake", "mojibake"), (process, "normalise_text", "normalise"),
+             (process, "quality_reason", "quality"), (process, "detect_language", "language"), (process, "redact", "pii"),
+             (process, "document_id", "id"), (process, "minhash_signature", "minhash")]  # fmt: skip
+    readers = extract.TEXT_READERS if fmt in extract.TEXT_READERS else extract.BYTES_READERS
+    originals = [(module, name, getattr(module, name)) for module, name, _ in steps] + [(readers, fmt, readers[fmt])]
+    jobs = [(p.name, fmt, p.read_bytes()) for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    try:
+        for module, name, label in steps:
+            setattr(module, name, timed(label, getattr(module, name)))
+        reader = readers[fmt]
+        readers[fmt] = timed("reader", lambda *args: list(reader(*args)))  # a generator: timed to its end
+        for job in jobs[:5]:  # warm
+            process.process_file(cfg, job)
+        spent.clear()
+        start = time.process_time()
+        for job in jobs:
+            process.process_file(cfg, job)
+        total = time.process_time() - start
+    finally:
+        for module, name, function in originals:
+            if isinstance(module, dict):
+                module[name] = function
+            else:
+                setattr(module, name, function)
+    # the reader of a text format runs inside `extract`, after decode and mojibake
+    profile = {name: 1000 * seconds / len(jobs) for name, seconds in spent.items()}
+    profile["other"] = 1000 * total / len(jobs) - sum(profile.values())
+    profile["total"] = 1000 * total / len(jobs)
+    return profile
+
+
+def slope_times(folder: Path, small: Path, out: Path, repeats: int) -> tuple[tuple[float, dict], tuple[float, dict]]:
+    """The median (seconds, manifest) of ours on `folder` and on `small`, run in turn (N, N/4,
+    N, N/4, ...) so that a change in the machine's load falls on both ends of the slope alike."""
+    runs = [(time_ours(folder, out), time_ours(small, out)) for _ in range(repeats)]
+    whole = sorted((r[0] for r in runs), key=lambda timed: timed[0])
+    part = sorted((r[1] for r in runs), key=lambda timed: timed[0])
+    return whole[repeats // 2], part[repeats // 2]
+
+
 def child_peak_rss(folder: Path, out: Path) -> tuple[float, float]:
     """(ingest process, largest worker) peak RSS in MB, from a fresh process that only ingests `folder`."""
     shutil.rmtree(out, ignore_errors=True)
@@ -215,11 +288,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small folders: under ~2 minutes on 2 cores")
     parser.add_argument("--repeats", type=int, default=3, help="timings per measurement; the median is kept")
+    parser.add_argument("--profile", action="store_true", help="also time a worker's per-document path by component")
     args = parser.parse_args()
-    counts = {"text": 800, "html": 240, "pdf": 240, "docx": 160} if args.quick else {"text": 4000, "html": 1500, "pdf": 1500, "docx": 1500}
+    # Quick sizes: each folder's variable part takes a few seconds, well above the ~1-2 s fixed
+    # cost and its noise (with 240 HTML files the work was ~0.6 s: the slope was mostly noise).
+    counts = {"text": 800, "html": 960, "pdf": 960, "docx": 480} if args.quick else {"text": 4000, "html": 1500, "pdf": 1500, "docx": 1500}
     rss_files = (100, 1000) if args.quick else (300, 3000)
     workers = default_workers()
-    out = CACHE / "ingest-out"
+    out = bench_common().CACHE / "ingest-out"
 
     figures: dict[str, dict] = {}
     startups: dict[str, float] = {}
@@ -230,8 +306,7 @@ def main() -> None:
             folder, small = make_folder(fmt, docs), make_folder(fmt, few)  # the same generator: `small` is the first quarter
             mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
             bare, _ = median_time(lambda: (time_bare(fmt, folder, pool), None), args.repeats)
-            whole, manifest = median_time(lambda: time_ours(folder, out), args.repeats)
-            part, _ = median_time(lambda: time_ours(small, out), args.repeats)
+            (whole, manifest), (part, _) = slope_times(folder, small, out, args.repeats)
             ours = max(whole - part, 1e-3) * docs / (docs - few)  # seconds for `docs` files, fixed cost excluded
             startups[fmt] = whole - ours
             figures[fmt] = {
@@ -239,6 +314,7 @@ def main() -> None:
                 "docs_per_s": {"ours": docs / ours, "bare": docs / bare}, "mb_per_s": {"ours": mb / ours, "bare": mb / bare},
                 "ratio": bare / ours,
             }  # fmt: skip
+    profiles = {fmt: profile_worker(fmt, make_folder(fmt, counts[fmt] // 4)) for fmt in FORMATS} if args.profile else {}
     startup = sorted(startups.values())[len(startups) // 2]
     rss = {n: child_peak_rss(make_folder("text", n), out) for n in rss_files}
     shutil.rmtree(out, ignore_errors=True)
@@ -249,16 +325,21 @@ def main() -> None:
     for fmt, f in figures.items():
         print(f"  {fmt:7} {f['files']:6d} {f['mb']:7.1f} {f['docs_per_s']['ours']:12.1f} {f['docs_per_s']['bare']:12.1f} "
               f"{f['mb_per_s']['ours']:10.2f} {f['mb_per_s']['bare']:10.2f} {f['ratio']:6.2f}")
+    if profiles:
+        names = list(dict.fromkeys(name for profile in profiles.values() for name in profile))
+        print(f"  a worker's ms per document by component (in this process, on the N/4 folder):\n  {'format':7} " + " ".join(f"{n:>9}" for n in names))
+        for fmt, profile in profiles.items():
+            print(f"  {fmt:7} " + " ".join(f"{profile.get(n, 0.0):9.3f}" for n in names))
     for n, (parent, worker) in rss.items():
         print(f"  peak RSS at {n} text files ({n * 31} paragraphs): ingest process {parent:.0f} MB, largest worker {worker:.0f} MB")
     ratio = min(figures[fmt]["ratio"] for fmt in ("html", "pdf", "docx"))
     (small, (p_small, w_small)), (large, (p_large, w_large)) = sorted(rss.items())
-    emit({
+    bench_common().emit({
         "bench": "ingest_throughput", "workers": workers, "startup_s": startup, "formats": figures, "ratio": ratio,
         "ratio_by_format": {fmt: f["ratio"] for fmt, f in figures.items()},
         "peak_rss_mb": {"small": {"files": small, "process": p_small, "worker": w_small},
                         "large": {"files": large, "process": p_large, "worker": w_large}},
-        "rss_growth": max(p_large / p_small, w_large / w_small),
+        "rss_growth": max(p_large / p_small, w_large / w_small), "profile_ms_per_doc": profiles,
     })  # fmt: skip
 
 

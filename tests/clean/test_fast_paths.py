@@ -12,6 +12,9 @@ import sys
 import unicodedata
 from collections import Counter
 
+import ftfy
+
+from selfsup.clean import mojibake
 from selfsup.clean import normalise as normalise_module
 from selfsup.clean import pii
 from selfsup.clean.filters import _BOILERPLATE, CASE_TWINS, boilerplate, symbols
@@ -139,3 +142,65 @@ def test_case_twins_are_all_the_non_ascii_letters_ignorecase_matches_to_ascii():
     twins = [chr(c) for c in range(0x80, sys.maxunicode + 1) if letter.fullmatch(chr(c))]
     assert twins == ["\u0130", "\u0131", "\u017f", "\u212a"]
     assert all(CASE_TWINS.fullmatch(t) for t in twins)
+
+
+_MAYBE_ASSIGNED_SECRET_BEFORE = re.compile(r"(?:key|secret|token|password|passwd|pwd)[\"']?\s*[:=]")
+
+
+def test_assigned_secret_precheck_equals_the_regex_it_replaced():
+    """The find-and-match pre-check says yes exactly where the old regex found a name assigned a
+    value (quotes, spaces and tabs between, words inside other words, at the very end)."""
+    texts = [normalise_text(t).lower() for t in varied_texts()]
+    texts += ["key", "key=", "monkey :x", 'token"=', "pwd\t\t= x", "passwd'\n:", "keyword = 1", "secret", "pass=", "tokens = 2"]
+    verdicts = [pii._may_assign_secret(t) for t in texts]
+    assert verdicts == [_MAYBE_ASSIGNED_SECRET_BEFORE.search(t) is not None for t in texts]
+    assert 0 < sum(verdicts) < len(texts)
+
+
+def _fix_mojibake_before(text: str) -> str:
+    from ftfy.badness import BADNESS_RE
+
+    if not text.isascii():
+        for run in re.finditer("[^\x00-\x7f]+", text):
+            if BADNESS_RE.search(text, max(0, run.start() - mojibake.BADNESS_REACH), run.end() + mojibake.BADNESS_REACH):
+                break
+        else:
+            if not mojibake._C1_OR_SURROGATE.search(text):
+                return text
+        return ftfy.fix_text(text, mojibake._CONFIG)
+    return text
+
+
+def test_mojibake_code_point_pass_equals_the_regex_passes():
+    """One numpy pass over the code points (C1 controls, surrogates, merged windows around
+    non-ASCII characters) repairs exactly the texts the per-run regex searches repaired."""
+    texts = varied_texts(800) + ["cafÃ©", "The â€œquotedâ€\x9d word", "x\x85y", "\ud800", "Ã", "naïve Ã© " * 3, "ÃƒÂ©"]
+    rng = random.Random(5)
+    alphabet = "ÃÂâ€œ\x9dœ©°é ab\n\x80\x9f\ud800"
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 30))) for _ in range(1500)]
+    fixed = [mojibake.fix_mojibake(t) for t in texts]
+    assert fixed == [_fix_mojibake_before(t) for t in texts]
+    assert sum(f != t for f, t in zip(fixed, texts)) > 100  # repairs happened, not only the shortcut
+    for text in texts:
+        assert mojibake._has_c1_or_surrogate(mojibake.code_points(text)) == bool(mojibake._C1_OR_SURROGATE.search(text))
+
+
+def test_language_counts_come_in_py3langid_order():
+    """The numpy feature counts are py3langid's {feature: count} items, in its first-seen order
+    (the order decides the float sum of the score, so it must not change)."""
+    from py3langid.langid import visit_counts
+
+    from selfsup.clean.language import SAMPLE, _identifier
+
+    identifier = _identifier()
+    rng = random.Random(9)
+    texts = [t[:SAMPLE] for t in varied_texts(300)]
+    texts += [bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300))).decode("latin-1") for _ in range(100)]
+    for text in texts:
+        data = identifier._encode(text)
+        expected = visit_counts(identifier.tk_nextmove, identifier._rowbase, identifier.tk_output, data)
+        found = identifier._window_feature.counts(data)
+        if expected is None:
+            assert found is None
+        else:
+            assert list(zip(found[0].tolist(), found[1].tolist())) == list(expected.items())

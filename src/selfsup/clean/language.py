@@ -11,15 +11,15 @@ automaton: its state after a byte is the longest suffix of the bytes read so far
 of a feature, so it is fixed by the last `depth` bytes alone (depth = the longest feature, 6
 bytes in the shipped model, measured from the automaton at load). So the state at every
 position is found at once, by `depth` numpy steps of the DFA over all positions' windows, and
-the counts go to py3langid's own scorer in the order its loop would produce them, with its
-table already in float32: the same floats, the same winner. When the model does not have the expected shape
+the features are counted with numpy (`np.unique`) and scored by py3langid's formula
+(`_sparse_score`) in the order its loop would produce them, with its table already in float32:
+the same floats, the same winner. When the model does not have the expected shape
 (another py3langid version), the plain `classify` is used. tests/clean/test_language.py compares
 the two on prose in many languages and on random bytes.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import cache
 
 import numpy as np
@@ -46,7 +46,10 @@ def _identifier():
             visits = None if self._window_feature is None else self._window_feature.counts(text)
             if visits is None:
                 return super()._raw_score(text)  # no feature at all (py3langid's floor value), or another model layout
-            return self._sparse_score(visits, self._feature_scores)
+            features, counts = visits
+            # py3langid's `_sparse_score` on arrays it would build from a {feature: count} dict:
+            # the same float32 counts in the same order, so the same product.
+            return np.log1p(counts.astype(np.float32)) @ self._feature_scores[features] + self.nb_pc
 
     identifier = WindowedIdentifier.from_model_file(MODEL_FILE, norm_probs=False)  # numpy .npz, not a pickle
     identifier._window_feature = None
@@ -81,8 +84,9 @@ class _WindowFeatures:
         self.output = np.asarray(output, dtype=np.int64)  # state → feature, -1: none
         self.depth = _automaton_depth(nextmove, row_of_state, len(output))
 
-    def counts(self, data: bytes) -> Counter[int] | None:
-        """{feature: count} in the order py3langid's `visit_counts` makes it; None if there is none."""
+    def counts(self, data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+        """(features, counts) in the order py3langid's `visit_counts` makes its {feature: count}
+        dict (first occurrence first); None if there is none."""
         size = len(data)
         states = np.empty(size, dtype=np.int64)
         head = min(size, self.depth - 1)
@@ -96,9 +100,15 @@ class _WindowFeatures:
             for back in range(self.depth - 1, -1, -1):
                 window_states = self.nextmove[self.rowbase[window_states] + data_bytes[head - back : size - back]]
             states[head:] = window_states
-        visits = Counter(self.output[states].tolist())
-        visits.pop(-1, None)  # positions without a feature; the others keep their first-seen order
-        return visits or None
+        features = self.output[states]
+        features = features[features >= 0]  # positions without a feature (-1) count for nothing
+        if not features.size:
+            return None
+        # Counted with numpy instead of a Counter over a Python list (3x faster): sorted by
+        # feature, then put back in the order of each feature's first position.
+        unique, first, counts = np.unique(features, return_index=True, return_counts=True)
+        order = np.argsort(first)
+        return unique[order], counts[order]
 
 
 def _automaton_depth(nextmove, row_of_state, states: int) -> int:

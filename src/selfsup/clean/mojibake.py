@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import ftfy
+import numpy as np
 from ftfy.badness import BADNESS_RE
 
 _CONFIG = ftfy.TextFixerConfig(
@@ -31,7 +32,8 @@ _CONFIG = ftfy.TextFixerConfig(
 
 
 # With the settings above, ftfy changes a text only if its badness check fires (`fix_encoding`
-# returns early otherwise) or it holds C1 controls or surrogates (the two other fixers on).
+# returns early otherwise) or it holds C1 controls or surrogates (the two other fixers on):
+# `_C1_OR_SURROGATE`, tested on the code points by `_has_c1_or_surrogate`.
 _C1_OR_SURROGATE = re.compile("[\x80-\x9f\ud800-\udfff]")
 
 
@@ -65,28 +67,48 @@ def _badness_reach() -> int | None:
 
 
 # Every alternative of ftfy's badness regex needs a non-ASCII character and matches at most 7
-# characters: so a match lies within 6 characters of a run of non-ASCII characters, and searching
-# those windows only finds exactly what one search of the whole text finds. (The regex has no
+# characters: so a match lies within 6 characters of a non-ASCII character, and searching those
+# windows only finds exactly what one search of the whole text finds. (The regex has no
 # lookaround; its one anchor, `^`, matches at the string's real start only, whatever `pos` is.)
+# Overlapping windows are searched as one: any match inside their union is a match of the text.
 # Checked on the installed ftfy at import; tests/clean/test_mojibake.py compares the two searches.
-_NON_ASCII_RUN = re.compile("[^\x00-\x7f]+")
 BADNESS_REACH = _badness_reach()
 
 
 def fix_mojibake(text: str) -> str:
-    """`text` with mis-decoded sequences repaired; one regex pass for text that has none."""
-    if text.isascii() or not (is_bad_near_non_ascii(text) or _C1_OR_SURROGATE.search(text)):
+    """`text` with mis-decoded sequences repaired; one pass over its code points for text that has none."""
+    if text.isascii():
         return text  # what ftfy would return, without its line-by-line pass
+    codes = code_points(text)
+    non_ascii = np.flatnonzero(codes > 0x7F)
+    if not (_has_c1_or_surrogate(codes[non_ascii]) or is_bad_near_non_ascii(text, non_ascii)):
+        return text
     return ftfy.fix_text(text, _CONFIG)
 
 
-def is_bad_near_non_ascii(text: str) -> bool:
+def code_points(text: str) -> np.ndarray:
+    """(len(text),) uint32: the text's code points, lone surrogates included."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
+def _has_c1_or_surrogate(codes: np.ndarray) -> bool:
+    """Whether `_C1_OR_SURROGATE` matches: a C1 control (U+0080-U+009F) or a surrogate."""
+    return bool((((codes >= 0x80) & (codes <= 0x9F)) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any())
+
+
+def is_bad_near_non_ascii(text: str, non_ascii: np.ndarray | None = None) -> bool:
     """`ftfy.badness.is_bad(text)`, searched only around the non-ASCII characters (mostly-ASCII
     prose with a few curly quotes: a few short searches instead of 37 alternatives tried at
-    every position)."""
+    every position). `non_ascii`: their positions, if known."""
     if BADNESS_REACH is None:
         return bool(BADNESS_RE.search(text))
-    for run in _NON_ASCII_RUN.finditer(text):
-        if BADNESS_RE.search(text, max(0, run.start() - BADNESS_REACH), run.end() + BADNESS_REACH):
+    if non_ascii is None:
+        non_ascii = np.flatnonzero(code_points(text) > 0x7F)
+    if not non_ascii.size:
+        return False
+    starts, ends = non_ascii - BADNESS_REACH, non_ascii + 1 + BADNESS_REACH  # each character's window
+    gaps = np.flatnonzero(starts[1:] > ends[:-1])  # where one window ends before the next begins
+    for start, end in zip(starts[np.r_[0, gaps + 1]].tolist(), ends[np.r_[gaps, -1]].tolist()):
+        if BADNESS_RE.search(text, max(0, start), end):
             return True
     return False

@@ -75,8 +75,10 @@ _MAYBE_IBAN = re.compile(r"\d(?<=[A-Z]{2}\d)\d(?: ?[A-Z0-9]){11,30}")
 # written to start with one character class ([+(\d]) that the regex engine scans for quickly.
 _MAYBE_PHONE = re.compile(r"[+(\d](?:(?<=\+)\d|(?<=\()\d\d|(?<=\d)\d\d[.-]\d{3}[.-]\d{4}|(?<=0)\d{2,4}[ /-]\d{3})")
 # `_ASSIGNED_SECRET` in lower case, without what may precede the name's last word: what the
-# lowered text must hold for it to match (unless it holds a case twin, see `CASE_TWINS`).
-_MAYBE_ASSIGNED_SECRET = re.compile(r"(?:key|secret|token|password|passwd|pwd)[\"']?\s*[:=]")
+# lowered text must hold for it to match (unless it holds a case twin, see `CASE_TWINS`): one of
+# these words, then `_AFTER_NAME` (see `_may_assign_secret`).
+_SECRET_NAME_ENDS = ("key", "secret", "token", "password", "passwd", "pwd")
+_AFTER_NAME = re.compile(r"[\"']?\s*[:=]")
 
 
 def redact(text: str) -> tuple[str, Counter[str]]:
@@ -98,8 +100,8 @@ def redact(text: str) -> tuple[str, Counter[str]]:
         if any(literal in text for literal in literals):
             text = sub(pattern, "secret", text)
     lowered = text.lower()
-    if any(word in lowered for word in _SECRET_WORDS) and (
-        _MAYBE_ASSIGNED_SECRET.search(lowered) or not text.isascii() and CASE_TWINS.search(text)
+    if _may_assign_secret(lowered) or (
+        any(word in lowered for word in _SECRET_WORDS) and not text.isascii() and CASE_TWINS.search(text)
     ):
         text = sub(_ASSIGNED_SECRET, "secret", text, _looks_secret, group=2)
     del lowered
@@ -116,6 +118,19 @@ def redact(text: str) -> tuple[str, Counter[str]]:
     if _MAYBE_PHONE.search(text):
         text = sub(_PHONE, "phone", text, _phone_ok)
     return text, counts
+
+
+def _may_assign_secret(lowered: str) -> bool:
+    """Whether `(?:key|secret|token|password|passwd|pwd)[\"']?\\s*[:=]` matches `lowered`: each
+    place of each word (found by `str.find`, C speed) is checked for what must follow it, instead
+    of a regex that starts with an alternation tried at every position (2-3x slower on prose)."""
+    for word in _SECRET_NAME_ENDS:
+        at = lowered.find(word)
+        while at >= 0:
+            if _AFTER_NAME.match(lowered, at + len(word)):
+                return True
+            at = lowered.find(word, at + 1)
+    return False
 
 
 class _Ipv6Candidates:
