@@ -37,6 +37,7 @@ from selfsup.errors import StageFailure, UsageError
 from selfsup.manifest import MANIFEST, manifest_digest, read_manifest, write_json_atomic, write_manifest
 from selfsup.models import build_model, count_parameters, load_base_for_training
 from selfsup.models.attention import use_short_block_attention
+from selfsup.models.fused_loss import use_fused_causal_loss
 from selfsup.models.param_groups import optimizer_param_groups
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
@@ -163,6 +164,7 @@ def _train(
         )
     model.to(device)
     short_attention = use_short_block_attention(model, device, seq_len, cfg.compile)  # models/attention.py
+    use_fused_causal_loss(model, cfg.compile)  # models/fused_loss.py: a backward without a logits-sized fill
     n_params = count_parameters(model)
     objective = get_objective(recipe.objective, ids, vocab_size)
     wrapped = world.wrap(model)  # DDP / FSDP2 around it under torchrun; `model` stays the plain module
