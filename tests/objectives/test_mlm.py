@@ -88,3 +88,48 @@ def test_rates_agree_with_transformers_collator():
     ref_mask_share = float((ref_batch["input_ids"][ref_sel] == 4).float().mean())
     ours_mask_share = float((ours_in[ours_sel] == 4).float().mean())
     assert abs(ref_mask_share - ours_mask_share) < 0.03
+
+
+def _bert_and_batch():
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, max_position_embeddings=128,
+                                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    objective = MaskedLM(SPECIAL, V)
+    batch = objective.make_batch(_blocks(n=4, t=64), torch.Generator().manual_seed(1))
+    return model, objective, batch
+
+
+def _loss_and_grads(objective, model, batch):
+    model.zero_grad()
+    loss = objective.compute_loss(model, batch)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_head_on_labelled_rows_only_gives_the_same_loss_and_gradients():
+    """Scoring only the labelled positions is a speed-up, not a different objective: the loss and
+    every parameter's gradient equal transformers' full-sequence masked-LM loss."""
+    model, objective, batch = _bert_and_batch()
+    assert (batch["labels"] == IGNORE).float().mean() > 0.7  # most rows are unlabelled: they are skipped
+    full_loss, full_grads = _loss_and_grads(objective, model, batch)
+    objective.predict_masked_only = True
+    sparse_loss, sparse_grads = _loss_and_grads(objective, model, batch)
+    torch.testing.assert_close(sparse_loss, full_loss, rtol=1e-5, atol=1e-6)
+    assert sparse_grads.keys() == full_grads.keys()
+    for name in full_grads:
+        torch.testing.assert_close(sparse_grads[name], full_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_head_on_labelled_rows_only_under_lora():
+    """With LoRA adapters (a peft wrapper around the model) the labelled-rows path reaches the HF model
+    inside and gives the wrapper's own loss."""
+    from peft import LoraConfig, get_peft_model
+
+    model, objective, batch = _bert_and_batch()
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["query", "value"]))
+    full = objective.compute_loss(lora, batch)
+    objective.predict_masked_only = True
+    torch.testing.assert_close(objective.compute_loss(lora, batch), full, rtol=1e-5, atol=1e-6)

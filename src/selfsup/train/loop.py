@@ -167,6 +167,8 @@ def _train(
     use_fused_causal_loss(model, cfg.compile)  # models/fused_loss.py: a backward without a logits-sized fill
     n_params = count_parameters(model)
     objective = get_objective(recipe.objective, ids, vocab_size)
+    if hasattr(objective, "predict_masked_only"):  # mlm: the head on labelled rows only, where no wrapper is in the way
+        objective.predict_masked_only = not world.distributed
     wrapped = world.wrap(model)  # DDP / FSDP2 around it under torchrun; `model` stays the plain module
     optimizer = _adamw(model, cfg, device)
 
