@@ -128,7 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=None, help="alternating timings of each side, best kept [2 quick, 3 full]")
+    parser.add_argument("--repeat", type=int, default=None, help="alternating timings of each side, best kept [3]")
     args = parser.parse_args()
     data = prepared_data(seq_len=args.seq_len)
     small, large = (1, 10) if args.quick else (2, 20)
@@ -136,7 +136,7 @@ def main() -> None:
     mb = text_megabytes(corpus)
 
     ours = baseline = ceiling = float("inf")
-    for _ in range(args.repeat or (2 if args.quick else 3)):  # alternate, keep the best: shared machines are noisy
+    for _ in range(args.repeat or 3):  # alternate, keep the best: shared machines are noisy
         ours = min(ours, time_ours(corpus, data["tokenizer"], args.seq_len))
         baseline = min(baseline, time_datasets(corpus, data["tokenizer"], args.seq_len))
         ceiling = min(ceiling, time_tiktoken(corpus, data["tokenizer"]) or float("inf"))
