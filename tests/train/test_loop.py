@@ -100,3 +100,15 @@ def test_compiled_cpu_training_matches_eager(prepared, tmp_path, capsys):
     assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-4)
     latest, _ = find_latest(tmp_path / "compiled")
     assert "selfsup" not in (latest / "config.json").read_text()
+
+
+def test_compile_without_a_cpp_compiler_trains_uncompiled(prepared, tmp_path, capsys, monkeypatch):
+    """`compile = true` on a CPU machine with no C++ compiler (here: CXX names one that does not exist)
+    says so in one line and trains uncompiled, instead of failing inside torch at the first step."""
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    recipe = small_recipe([prepared["docs"]], max_steps=2)
+    recipe.train.compile = True
+    summary = train(prepared["shards"], prepared["tokenizer"], tmp_path / "run", recipe, fingerprint="fp")
+    err = capsys.readouterr().err
+    assert "no C++ compiler" in err and "training uncompiled" in err
+    assert summary["steps"] == 2 and summary["compile"] is False

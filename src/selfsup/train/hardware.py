@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
+import shutil
 import ctypes.util
 import functools
 import sys
@@ -38,6 +40,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or bf16_supported(device):
         return torch.bfloat16
     return None
+
+
+def compiler_missing(device: torch.device) -> str | None:
+    """Why `torch.compile` cannot run here, or None. On the CPU, inductor writes C++ and builds it
+    with `$CXX` or g++; without one the first step would fail deep inside torch."""
+    if device.type != "cpu":
+        return None
+    compiler = os.environ.get("CXX") or "g++"
+    return None if shutil.which(compiler) else f"no C++ compiler ({compiler}) was found to build the CPU kernels"
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

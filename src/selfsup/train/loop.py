@@ -51,6 +51,7 @@ from selfsup.train.guards import LossSpikeMonitor, NonFiniteGuard
 from selfsup.train.hardware import (
     autocast,
     autocast_dtype,
+    compiler_missing,
     flops_per_token,
     measured_matmul_peak,
     pick_device,
@@ -163,8 +164,12 @@ def _train(
             special_ids=ids, dropout=recipe.model.dropout,
         )
     model.to(device)
-    short_attention = use_short_block_attention(model, device, seq_len, cfg.compile)  # models/attention.py
-    use_fused_causal_loss(model, cfg.compile)  # models/fused_loss.py: a backward without a logits-sized fill
+    compile_ = cfg.compile
+    if compile_ and (missing := compiler_missing(device)):
+        say(f"[yellow][train] compile = true, but {missing}: training uncompiled (install g++ or set CXX to compile)")
+        compile_ = False
+    short_attention = use_short_block_attention(model, device, seq_len, compile_)  # models/attention.py
+    use_fused_causal_loss(model, compile_)  # models/fused_loss.py: a backward without a logits-sized fill
     n_params = count_parameters(model)
     objective = get_objective(recipe.objective, ids, vocab_size)
     if hasattr(objective, "predict_masked_only"):  # mlm: the head on labelled rows only, where no wrapper is in the way
@@ -198,10 +203,10 @@ def _train(
     say(
         f"[bold]train[/] {recipe.objective.name} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
         f"{seq_len} tokens · global batch {global_batch} · {device.type}"
-        f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if cfg.compile else ''}{' (short-block attention)' if short_attention else ''}"
+        f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if compile_ else ''}{' (short-block attention)' if short_attention else ''}"
         f"{f' · {world.size} processes ({world.parallel})' if world.distributed else ''}"
     )
-    loss_of = _loss_function(objective, wrapped, compile_=cfg.compile, distributed=world.distributed)
+    loss_of = _loss_function(objective, wrapped, compile_=compile_, distributed=world.distributed)
     layers = getattr(model.config, "num_hidden_layers", 0)
     hidden = getattr(model.config, "hidden_size", 0)
     flops_tok = flops_per_token(n_params, layers, hidden, seq_len)
@@ -342,7 +347,7 @@ def _train(
         "objective": recipe.objective.name, "preset": recipe.model.preset,
         "base": str(recipe.model.base) if recipe.model.base else None,
         "parameters": n_params, "precision": "bf16" if amp_dtype is torch.bfloat16 else "fp32",
-        "compile": cfg.compile, "steps": step, "tokens": tokens, "elapsed_s": elapsed,
+        "compile": compile_, "steps": step, "tokens": tokens, "elapsed_s": elapsed,
         "tokens_per_s": _mean_throughput(run_dir / METRICS), "flops_per_token": flops_tok,
         "matmul_peak_flops": peak, "device": device.type, "stopped_by": reason,
         "checkpoint": str(final.relative_to(run_dir)), "resumed_from_step": resumed["step"] if resumed else None,
