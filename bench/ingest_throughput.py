@@ -2,7 +2,7 @@
 
 Per format (text, HTML, PDF, DOCX) a folder is generated from Python's own documentation
 (`pydoc_data.topics`, always installed): plain .txt files, article pages, text PDFs written by
-hand (the same minimal PDF writer as tests/ingest/make_files.py, several lines per page) and Word
+hand (tests/ingest/make_files.py's minimal PDF writer, several lines per page) and Word
 files written with python-docx. Then, on each folder:
 
 - ours: `ingest_sources` with the default [corpus] settings (sandboxed workers on every core;
@@ -46,6 +46,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ holds the file writers
+from tests.ingest.make_files import pdf_bytes  # noqa: E402
+
 from selfsup.config import CorpusConfig
 from selfsup.ingest import ingest_sources
 from selfsup.ingest.sandbox import default_workers
@@ -75,39 +78,6 @@ def paragraphs() -> list[str]:
 def document(paras: list[str], i: int, n: int = 30) -> list[str]:
     """The i-th document: n paragraphs drawn by a generator seeded with i (~7 KB; no near-duplicates)."""
     return [f"Document {i}."] + random.Random(i).sample(paras, n)
-
-
-def pdf_bytes(pages: list[list[str]]) -> bytes:
-    """A text PDF, one Helvetica line per list item (tests/ingest/make_files.py's writer, multi-line)."""
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
-    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
-    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
-    font = 3 + 2 * len(pages)
-    for i, lines in enumerate(pages):
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
-            f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
-        )
-        shown = " ".join(f"({_pdf_escape(line)}) Tj 0 -14 Td" for line in lines)
-        stream = f"BT /F1 11 Tf 56 740 Td {shown} ET".encode("latin-1")
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
-def _pdf_escape(line: str) -> str:
-    line = line.encode("latin-1", "replace").decode("latin-1")
-    return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
 def pdf_file(paras: list[str]) -> bytes:

@@ -10,19 +10,22 @@ from email.message import EmailMessage
 from pathlib import Path
 
 
-def pdf_bytes(pages: list[str], encrypt: bool = False) -> bytes:
-    """A minimal hand-written PDF, one Helvetica text line per page; `encrypt` adds an /Encrypt
-    dictionary whose password check fails for the empty password (so a reader needs one)."""
+def pdf_bytes(pages: list[str] | list[list[str]], encrypt: bool = False) -> bytes:
+    """A minimal hand-written PDF in Helvetica: each page is a line of text, or a list of lines
+    (bench/ingest_throughput.py writes full pages). `encrypt` adds an /Encrypt dictionary whose
+    password check fails for the empty password (so a reader needs one)."""
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
     objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
     font = 3 + 2 * len(pages)
-    for i, text in enumerate(pages):
+    for i, page in enumerate(pages):
         objects.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
             f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
         )
-        stream = f"BT /F1 12 Tf 72 700 Td ({text}) Tj ET".encode()
+        lines = [page] if isinstance(page, str) else page
+        shown = " ".join(f"({_pdf_escape(line)}) Tj 0 -14 Td" for line in lines)
+        stream = f"BT /F1 11 Tf 56 740 Td {shown} ET".encode("latin-1")
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     if encrypt:
@@ -41,6 +44,11 @@ def pdf_bytes(pages: list[str], encrypt: bool = False) -> bytes:
         extra = b" /Encrypt %d 0 R /ID [<00112233445566778899aabbccddeeff> <00112233445566778899aabbccddeeff>]" % len(objects)
     out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, extra, xref)
     return bytes(out)
+
+
+def _pdf_escape(line: str) -> str:
+    line = line.encode("latin-1", "replace").decode("latin-1")
+    return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
 def docx_bytes(paragraphs: list[str], table: list[list[str]]) -> bytes:
