@@ -27,7 +27,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Each benchmark prints ratios against its baseline, measured in the same process; bench/table.py runs
-# each RUNS times and prints the medians against the targets. QUICK= for full runs, RUNS=1 for a first look.
+# each RUNS times and prints the medians against the targets (~45 min on 2 cores). QUICK= for full runs,
+# RUNS=1 for a first look.
 QUICK ?= --quick
 RUNS ?= 3
 bench: install
