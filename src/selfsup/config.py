@@ -159,13 +159,23 @@ class ObjectiveConfig(Section):
 class TrainConfig(Section):
     """[train]: the loop. It stops at whichever of max_steps / max_tokens / max_minutes comes first."""
 
-    max_steps: int | None = Field(200, ge=1)
+    max_steps: int | None = Field(
+        None, ge=1, description="optimizer steps (when no bound is set at all: 200); a time budget alone is not cut by it"
+    )
     max_tokens: int | None = Field(None, ge=1)
-    max_minutes: float | None = Field(None, gt=0)
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget; the step count is planned from the first steps' times so the "
+        "learning rate finishes its decay when the time is up (train/budget.py)",
+    )
     batch_size: int = Field(16, ge=1, description="blocks per micro-batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     lr: float = Field(3e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * min_lr_ratio")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the schedule decays to lr * min_lr_ratio")
+    schedule: Literal["cosine", "wsd"] = Field(
+        "cosine", description="cosine: decay from the peak all along; wsd: warmup, stable peak, then a (1 - sqrt) "
+        "cooldown over the last decay_fraction of the steps (train/schedule.py)",
+    )
+    decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of the steps spent cooling down")
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.1, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)
@@ -174,6 +184,11 @@ class TrainConfig(Section):
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto = bf16 autocast where supported")
     compile: bool = False
+    activation_checkpointing: bool = Field(
+        False, description="memory-saving mode: keep only each layer's input and recompute the rest in the backward "
+        "(~1/3 more compute, a fraction of the activation memory): for bases several times larger than the machine "
+        "would otherwise train",
+    )
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp", description="with several processes (torchrun): ddp = a whole model per process; fsdp = parameters, "
         "gradients and optimizer state sharded (FSDP2), for models that do not fit one device",
@@ -240,10 +255,16 @@ class Recipe(Section):
 
 # Continued pretraining ([model] base set): [train] values used where the recipe leaves the key
 # unset. recipes/continue.toml gives the reason for each; the from-scratch defaults are TrainConfig's.
-CONTINUE_LR = 1e-4  # full fine-tuning: a trained model needs small steps, not 3e-3
+CONTINUE_LR = 3e-4  # full fine-tuning: a tenth of a small model's pretraining peak (SmolLM2: 3e-3)
 CONTINUE_LORA_LR = 1e-3  # LoRA: adapters start at zero and have few parameters; they take larger steps
 CONTINUE_WARMUP_STEPS = 10  # Adam's moment estimates settle; the weights need no slow start
 CONTINUE_EMBEDDING_LR_RATIO = 0.1  # embedding_lr = lr / 10 (see TrainConfig.embedding_lr)
+CONTINUE_SCHEDULE = "wsd"  # the peak held, then a cooldown to ~0 at the end of whatever bounds the run
+CONTINUE_MIN_LR_RATIO = 0.0  # anneal fully: most of a short continued run's gain is made in the cooldown
+CONTINUE_WEIGHT_DECAY = 0.0  # decay pulls a trained model towards zero, away from its base
+CONTINUE_COMPILE = True  # a real base trains ~2x faster compiled; the one-off compile is minutes at most
+CONTINUE_BATCH_SIZE = 4  # blocks per step: more updates from the same tokens (a short run is update-bound)
+CONTINUE_BETA2 = 0.99  # small batches: a longer second-moment memory, as the same number of tokens
 
 
 def apply_continue_defaults(recipe: Recipe) -> Recipe:
@@ -260,6 +281,11 @@ def apply_continue_defaults(recipe: Recipe) -> Recipe:
         train.warmup_steps = CONTINUE_WARMUP_STEPS
     if "embedding_lr" not in given:
         train.embedding_lr = train.lr * CONTINUE_EMBEDDING_LR_RATIO
+    for key, value in (("schedule", CONTINUE_SCHEDULE), ("min_lr_ratio", CONTINUE_MIN_LR_RATIO),
+                       ("weight_decay", CONTINUE_WEIGHT_DECAY), ("compile", CONTINUE_COMPILE),
+                       ("batch_size", CONTINUE_BATCH_SIZE), ("beta2", CONTINUE_BETA2)):
+        if key not in given:
+            setattr(train, key, value)
     return recipe
 
 

@@ -112,3 +112,18 @@ def test_compile_without_a_cpp_compiler_trains_uncompiled(prepared, tmp_path, ca
     err = capsys.readouterr().err
     assert "no C++ compiler" in err and "training uncompiled" in err
     assert summary["steps"] == 2 and summary["compile"] is False
+
+
+def test_activation_checkpointing_trains_to_the_same_weights(prepared, tmp_path):
+    """The memory-saving mode recomputes activations instead of keeping them: same weights (fp32), and
+    it does not change the run's fingerprint (a run may switch it on to resume on a smaller machine)."""
+    plain = small_recipe([prepared["docs"]], max_steps=4, precision="fp32")
+    saving = plain.model_copy(deep=True)
+    saving.train.activation_checkpointing = True
+    train(prepared["shards"], prepared["tokenizer"], tmp_path / "plain", plain, fingerprint="fp")
+    train(prepared["shards"], prepared["tokenizer"], tmp_path / "saving", saving, fingerprint="fp")
+    a, b = _weights(tmp_path / "plain"), _weights(tmp_path / "saving")
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+    from selfsup.train import train_fingerprint
+
+    assert train_fingerprint(plain, "d", "t") == train_fingerprint(saving, "d", "t")

@@ -25,15 +25,22 @@ from __future__ import annotations
 
 import torch
 
+from selfsup.models.chunked_loss import chunked_causal_lm_loss
+
 
 class CausalLM:
     name = "clm"
+    # Set by the training loop where the model qualifies (models/chunked_loss.py): the same loss
+    # without full-vocabulary logits; otherwise transformers computes it from the logits.
+    chunked_head = False
 
     def __init__(self, eos_id: int, document_mask: bool = True) -> None:
         self.eos_id = eos_id
         self.document_mask = document_mask
 
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.chunked_head:
+            return chunked_causal_lm_loss(model, batch)
         return model(**batch).loss  # transformers' own loss: mean over labelled positions
 
     def make_batch(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -37,6 +37,7 @@ from selfsup.errors import StageFailure, UsageError
 from selfsup.manifest import MANIFEST, manifest_digest, read_manifest, write_json_atomic, write_manifest
 from selfsup.models import build_model, count_parameters, load_base_for_training
 from selfsup.models.attention import use_short_block_attention
+from selfsup.models.chunked_loss import supports_chunked_head
 from selfsup.models.fused_loss import use_fused_causal_loss
 from selfsup.models.param_groups import optimizer_param_groups
 from selfsup.objectives import get_objective
@@ -57,7 +58,7 @@ from selfsup.train.hardware import (
     pick_device,
     reuse_freed_memory,
 )
-from selfsup.train.schedule import lr_at
+from selfsup.train.budget import Budget
 
 METRICS = "metrics.jsonl"
 
@@ -80,7 +81,7 @@ def train_fingerprint(recipe: Recipe, shards_digest: str | None, tokenizer_diges
     them neither invalidates a finished run nor blocks resuming one.
     """
     t = recipe.train.model_dump(
-        exclude={"progress", "log_every", "eval_every", "eval_batches", "checkpoint_every_steps",
+        exclude={"progress", "log_every", "eval_every", "eval_batches", "checkpoint_every_steps", "activation_checkpointing",
                  "checkpoint_every_minutes", "keep_checkpoints", "threads", "max_minutes",
                  "loss_spike_sigmas", "loss_spike_window", "parallel"}
     )
@@ -155,34 +156,13 @@ def _train(
     seq_len = data.seq_len
     vocab_size = max(len(tokenizer), data.vocab_size)
 
-    torch.manual_seed(cfg.seed)
-    if recipe.model.base is not None:
-        model = load_base_for_training(recipe.model, recipe.objective.name, tokenizer_dir)  # + extension, LoRA
-    else:
-        model = build_model(
-            recipe.objective.name, recipe.model.preset, vocab_size=vocab_size, seq_len=seq_len,
-            special_ids=ids, dropout=recipe.model.dropout,
-        )
-    model.to(device)
-    compile_ = cfg.compile
-    if compile_ and (missing := compiler_missing(device)):
-        say(f"[yellow][train] compile = true, but {missing}: training uncompiled (install g++ or set CXX to compile)")
-        compile_ = False
-    short_attention = use_short_block_attention(model, device, seq_len, compile_)  # models/attention.py
-    use_fused_causal_loss(model, compile_)  # models/fused_loss.py: a backward without a logits-sized fill
-    n_params = count_parameters(model)
-    objective = get_objective(recipe.objective, ids, vocab_size)
-    if hasattr(objective, "predict_masked_only"):  # mlm: the head on labelled rows only, where no wrapper is in the way
-        objective.predict_masked_only = not world.distributed
-    wrapped = world.wrap(model)  # DDP / FSDP2 around it under torchrun; `model` stays the plain module
-    optimizer = _adamw(model, cfg, device)
+    t = _prepare_trainee(recipe, world, tokenizer_dir, ids, vocab_size, seq_len, device, amp_dtype)
+    model, wrapped, optimizer, objective, loss_of = t.model, t.wrapped, t.optimizer, t.objective, t.loss_of
+    n_params = t.n_params
 
     global_batch = cfg.batch_size * cfg.grad_accum
     tokens_per_step = global_batch * seq_len
-    total_steps = cfg.max_steps
-    if cfg.max_tokens is not None:
-        by_tokens = math.ceil(cfg.max_tokens / tokens_per_step)
-        total_steps = min(total_steps, by_tokens) if total_steps else by_tokens
+    budget = Budget.from_config(cfg, tokens_per_step)  # the run's length and learning rate (budget.py)
 
     order = DataOrder(seed=cfg.seed, n_blocks=len(data))
     guard = NonFiniteGuard(limit=cfg.max_nonfinite_in_a_row)
@@ -194,6 +174,10 @@ def _train(
         order = DataOrder.from_state(resumed["data"])
         guard.load_state_dict(resumed)
         clock.before = float(resumed.get("elapsed_s", 0.0))
+        replan = budget.load_state_dict(resumed)
+        if replan and world.is_main:
+            say(f"[yellow]{replan['reason']}: the run's length is planned again")
+            _append_metrics(run_dir / METRICS, {"step": step, **replan})
     if world.sum([step])[0] != step * world.size:
         raise StageFailure(f"the {world.size} processes resumed from different checkpoints; is {run_dir} on storage "
                            "every process sees? Run the same command again")
@@ -203,10 +187,11 @@ def _train(
     say(
         f"[bold]train[/] {recipe.objective.name} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
         f"{seq_len} tokens · global batch {global_batch} · {device.type}"
-        f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if compile_ else ''}{' (short-block attention)' if short_attention else ''}"
+        f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if t.compiled else ''}"
+        f"{' (short-block attention)' if t.short_attention else ''}"
         f"{f' · {world.size} processes ({world.parallel})' if world.distributed else ''}"
+        f"{' · chunked head loss' if t.chunked_head else ''} · {cfg.schedule} schedule, {budget.describe()}"
     )
-    loss_of = _loss_function(objective, wrapped, compile_=compile_, distributed=world.distributed)
     layers = getattr(model.config, "num_hidden_layers", 0)
     hidden = getattr(model.config, "hidden_size", 0)
     flops_tok = flops_per_token(n_params, layers, hidden, seq_len)
@@ -217,21 +202,22 @@ def _train(
 
     tradeoff = TradeoffProbe.for_run(recipe, tokenizer, val, device, amp_dtype, vocab_size,
                                      enabled=world.is_main and world.parallel != "fsdp")
+    eval_seconds = 0.0  # one evaluation on the way (trade-off probe + validation): priced into a time plan
     if step == 0 and tradeoff.samples:
+        started = time.perf_counter()
         _append_metrics(run_dir / METRICS, {"step": 0, "tokens": 0, **tradeoff.measure(model)})  # the starting point
+        eval_seconds = time.perf_counter() - started
     stop_requested = _install_stop_handlers()
     last_save_time = time.monotonic()
     interval_tokens, interval_start = 0, time.perf_counter()
     tokens_per_s = 0.0
     time_up = False  # the time budget, agreed by all processes once per step
-    my_micros = world.my_micro_batches(cfg.grad_accum)
-    loss_scale = world.size / cfg.grad_accum  # ranks' gradients are averaged: this gives the global mean
 
     def trainer_state() -> dict[str, Any]:
         return {
             "step": step, "tokens": tokens, "data": order.state_dict(), "elapsed_s": clock.elapsed(),
             "fingerprint": fingerprint, "objective": recipe.objective.name, "parameters": n_params,
-            **guard.state_dict(),
+            **guard.state_dict(), **budget.state_dict(),
         }
 
     def save() -> Path:
@@ -250,11 +236,28 @@ def _train(
         return last_ckpt is not None and last_ckpt.name == f"step-{step}"
 
     def done() -> str | None:
-        if total_steps is not None and step >= total_steps:
-            return "max_steps" if cfg.max_steps and step >= cfg.max_steps else "max_tokens"
+        total = budget.total_steps
+        if total is not None and step >= total:
+            if budget.plan is not None and total == budget.plan.total_steps:
+                return "max_minutes"  # the planned length of a time budget
+            return "max_steps" if cfg.max_steps and step >= cfg.max_steps else ("max_tokens" if cfg.max_tokens else "max_steps")
         if time_up:
             return "max_minutes"
         return None
+
+    def plan_if_due(step_seconds: float) -> None:
+        """Fix a time budget's step count once the first steps are timed; every rank takes rank 0's plan."""
+        if not budget.needs_plan():
+            return
+        # validation runs eagerly, forward only: about half a compiled training step's time per row
+        val_seconds = step_seconds * cfg.eval_batches * cfg.batch_size / (2 * global_batch) if val is not None else 0.0
+        plan = budget.observe_step(step, step_seconds, clock.elapsed(), eval_seconds + val_seconds, cfg.eval_every)
+        if plan is None:
+            return
+        plan.total_steps = int(world.sum([plan.total_steps if world.is_main else 0])[0])
+        say(f"[cyan]{budget.describe()}")
+        if world.is_main:
+            _append_metrics(run_dir / METRICS, {"step": step, "event": "time_plan", **budget.state_dict()["time_plan"]})
 
     wrapped.train()
     with _progress(cfg.progress) as progress, reuse_freed_memory(device):  # hardware.py: no page faults per step
@@ -263,37 +266,17 @@ def _train(
             while (reason := done()) is None:
                 faults.pause_point("step", step + 1)  # test-only hooks (faults.py): inert unless SELFSUP_TEST_* is set
                 faults.kill_point(world.rank, step + 1)
-                lr = lr_at(step, peak=cfg.lr, warmup=cfg.warmup_steps, total=total_steps, min_ratio=cfg.min_lr_ratio)
+                step_started = time.perf_counter()
+                lr = budget.lr(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)  # embeddings: embedding_lr / lr (param_groups.py)
                 indices, next_epoch, next_cursor = order.peek(global_batch)
-                loss_sum = 0.0
-                for micro in my_micros:  # global micro-batch indices: the same data and masks on any world size
-                    rows = indices[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
-                    blocks = torch.from_numpy(data.blocks(rows)).to(device)
-                    gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, step, micro))
-                    batch = {k: v.to(device) for k, v in objective.make_batch(blocks, gen).items()}
-                    with world.no_sync(wrapped, last_micro=micro == my_micros[-1]):
-                        with autocast(device, amp_dtype):
-                            loss = faults.poison_loss(loss_of(batch), step + 1)
-                        (loss * loss_scale).backward()
-                    loss_sum += loss.detach().float().item()
-                    faults.pause_point("micro", step + 1, micro)
-                loss_value = world.sum([loss_sum])[0] / cfg.grad_accum
-                grad_norm = full_grad_norm(torch.nn.utils.clip_grad_norm_(
-                    model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-                ))
-                applied = guard.check(loss_value, grad_norm)
-                if applied:
-                    optimizer.step()
-                else:  # nothing reaches the weights; the batch still counts as consumed
-                    say(f"[yellow]step {step + 1}: loss {loss_value} / grad norm {grad_norm} not finite; update "
-                        f"skipped ({guard.in_a_row} in a row, {guard.skipped_total} in all)")
-                optimizer.zero_grad(set_to_none=True)
+                loss_value, grad_norm, applied = _optimizer_step(t, world, cfg, data, indices, step, guard)
                 order.commit(next_epoch, next_cursor)
                 step += 1
                 tokens += tokens_per_step
                 interval_tokens += tokens_per_step
+                plan_if_due(time.perf_counter() - step_started)
                 faults.sigterm_point(world.rank, step)
                 # Decisions that depend on a clock or a signal are agreed, so no rank waits alone in a collective.
                 stop_now, time_up, save_due = world.any(
@@ -325,13 +308,14 @@ def _train(
                         "warmup_steps or check the data, then run again (add --fresh to start over)."
                     )
                 if val is not None and (step % cfg.eval_every == 0 or done()):
-                    val_loss = validation_loss(wrapped, loss_of, objective, val, cfg, device, amp_dtype)
+                    eager_loss = lambda batch: objective.compute_loss(wrapped, batch)  # noqa: E731 no recompile for eval
+                    val_loss = validation_loss(wrapped, eager_loss, objective, val, cfg, device, amp_dtype)
                     if world.is_main:
                         _append_metrics(run_dir / METRICS, {"step": step, "val_loss": val_loss, "tokens": tokens,
                                                             **tradeoff.measure(model)})
                     wrapped.train()
                     interval_start = time.perf_counter()  # validation time is not training throughput
-                progress.update(task, completed=1000 * _fraction(step, tokens, clock.elapsed(), cfg, total_steps),
+                progress.update(task, completed=1000 * _fraction(step, clock.elapsed(), cfg, budget.total_steps),
                                 loss=loss_value, tps=tokens_per_s, step=step,
                                 mfu=100 * tokens_per_s * flops_tok / peak if peak else 0.0)
                 if stop_now:
@@ -347,12 +331,12 @@ def _train(
         "objective": recipe.objective.name, "preset": recipe.model.preset,
         "base": str(recipe.model.base) if recipe.model.base else None,
         "parameters": n_params, "precision": "bf16" if amp_dtype is torch.bfloat16 else "fp32",
-        "compile": compile_, "steps": step, "tokens": tokens, "elapsed_s": elapsed,
+        "compile": t.compiled, "steps": step, "tokens": tokens, "elapsed_s": elapsed,
         "tokens_per_s": _mean_throughput(run_dir / METRICS), "flops_per_token": flops_tok,
         "matmul_peak_flops": peak, "device": device.type, "stopped_by": reason,
         "checkpoint": str(final.relative_to(run_dir)), "resumed_from_step": resumed["step"] if resumed else None,
-        "skipped_nonfinite": guard.skipped_total,
-        "recipe": recipe.model_dump(mode="json", by_alias=True),
+        "skipped_nonfinite": guard.skipped_total, "schedule": cfg.schedule, **budget.state_dict(),
+        "chunked_head_loss": t.chunked_head, "recipe": recipe.model_dump(mode="json", by_alias=True),
     }
     summary["mfu"] = summary["tokens_per_s"] * flops_tok / peak if peak else None
     summary["processes"], summary["parallel"] = world.size, world.parallel
@@ -366,6 +350,96 @@ def _train(
         )
     world.barrier()
     return summary
+
+
+@dataclass
+class _Trainee:
+    """The model being trained and what one optimizer step needs: its DDP/FSDP wrapper (or itself),
+    optimizer, objective and the loss function (compiled when asked), on `device` under `amp_dtype`."""
+
+    model: torch.nn.Module
+    wrapped: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    objective: Any
+    loss_of: Any
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    n_params: int
+    compiled: bool
+    short_attention: bool
+    chunked_head: bool
+
+
+def _prepare_trainee(recipe: Recipe, world: World, tokenizer_dir: Path, ids: dict, vocab_size: int, seq_len: int,
+                     device: torch.device, amp_dtype) -> _Trainee:
+    """Set-up: the base (or a preset from scratch), seeded so a resumed run rebuilds the same module, with
+    the fastest pieces that give the same results here (compile, short-block attention, chunked head loss)."""
+    cfg = recipe.train
+    torch.manual_seed(cfg.seed)
+    if recipe.model.base is not None:
+        model = load_base_for_training(recipe.model, recipe.objective.name, tokenizer_dir)  # + extension, LoRA
+    else:
+        model = build_model(
+            recipe.objective.name, recipe.model.preset, vocab_size=vocab_size, seq_len=seq_len,
+            special_ids=ids, dropout=recipe.model.dropout,
+        )
+    model.to(device)
+    if cfg.activation_checkpointing:
+        _checkpoint_activations(model)
+    compile_ = cfg.compile
+    if compile_ and (missing := compiler_missing(device)):
+        say(f"[yellow][train] compile = true, but {missing}: training uncompiled (install g++ or set CXX to compile)")
+        compile_ = False
+    short_attention = use_short_block_attention(model, device, seq_len, compile_)  # models/attention.py
+    objective = get_objective(recipe.objective, ids, vocab_size)
+    chunked_head = _use_chunked_head(objective, model, world)  # models/chunked_loss.py: no full-vocabulary logits
+    if not chunked_head:
+        use_fused_causal_loss(model, compile_)  # models/fused_loss.py: a backward without a logits-sized fill
+    if hasattr(objective, "predict_masked_only"):  # mlm: the head on labelled rows only, where no wrapper is in the way
+        objective.predict_masked_only = not world.distributed
+    wrapped = world.wrap(model)  # DDP / FSDP2 around it under torchrun; `model` stays the plain module
+    return _Trainee(
+        model=model, wrapped=wrapped, optimizer=_adamw(model, cfg, device), objective=objective,
+        loss_of=_loss_function(objective, wrapped, compile_=compile_, distributed=world.distributed),
+        device=device, amp_dtype=amp_dtype, n_params=count_parameters(model), compiled=compile_,
+        short_attention=short_attention, chunked_head=chunked_head,
+    )
+
+
+def _optimizer_step(t: _Trainee, world: World, cfg, data, indices: np.ndarray, step: int,
+                    guard: NonFiniteGuard) -> tuple[float, float, bool]:
+    """One update from the global batch `indices`: (mean loss, gradient norm, whether it was applied).
+
+    This process runs its share of the micro-batches, numbered globally, with masks seeded by (seed,
+    step, micro-batch): the data and masks do not depend on the world size. A non-finite loss or
+    gradient changes no weight (`guards.py`); the batch counts as consumed either way.
+    """
+    my_micros = world.my_micro_batches(cfg.grad_accum)
+    loss_scale = world.size / cfg.grad_accum  # ranks' gradients are averaged: this gives the global mean
+    loss_sum = 0.0
+    for micro in my_micros:
+        rows = indices[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
+        blocks = torch.from_numpy(data.blocks(rows)).to(t.device)
+        gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, step, micro))
+        batch = {k: v.to(t.device) for k, v in t.objective.make_batch(blocks, gen).items()}
+        with world.no_sync(t.wrapped, last_micro=micro == my_micros[-1]):
+            with autocast(t.device, t.amp_dtype):
+                loss = faults.poison_loss(t.loss_of(batch), step + 1)
+            (loss * loss_scale).backward()
+        loss_sum += loss.detach().float().item()
+        faults.pause_point("micro", step + 1, micro)
+    loss_value = world.sum([loss_sum])[0] / cfg.grad_accum
+    grad_norm = full_grad_norm(torch.nn.utils.clip_grad_norm_(
+        t.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+    ))
+    applied = guard.check(loss_value, grad_norm)
+    if applied:
+        t.optimizer.step()
+    else:
+        say(f"[yellow]step {step + 1}: loss {loss_value} / grad norm {grad_norm} not finite; update "
+            f"skipped ({guard.in_a_row} in a row, {guard.skipped_total} in all)")
+    t.optimizer.zero_grad(set_to_none=True)
+    return loss_value, grad_norm, applied
 
 
 @torch.no_grad()
@@ -398,6 +472,24 @@ def _loss_function(objective, module: torch.nn.Module, *, compile_: bool, distri
         forward = torch.compile(module)
         return lambda batch: objective.compute_loss(forward, batch)
     return torch.compile(lambda batch: objective.compute_loss(module, batch))
+
+
+def _checkpoint_activations(model: torch.nn.Module) -> None:
+    """Recompute each layer's activations in the backward instead of keeping them (non-reentrant, so it
+    composes with torch.compile and with LoRA's frozen inputs)."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(target, "supports_gradient_checkpointing", False):
+        raise UsageError(f"[train] activation_checkpointing: {type(target).__name__} does not support it; set it to false")
+    target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _use_chunked_head(objective, model: torch.nn.Module, world: World) -> bool:
+    """Give clm / fim the chunked head loss where the model qualifies and no DDP / FSDP wrapper must run."""
+    target = getattr(objective, "clm", objective)  # fim trains with a clm inside
+    if not hasattr(target, "chunked_head") or world.distributed or not supports_chunked_head(model):
+        return False
+    target.chunked_head = True
+    return True
 
 
 def _adamw(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
@@ -546,7 +638,7 @@ def _mean_throughput(path: Path) -> float:
     return float(np.median(rates)) if rates else 0.0
 
 
-def _fraction(step: int, tokens: int, elapsed: float, cfg, total_steps: int | None) -> float:
+def _fraction(step: int, elapsed: float, cfg, total_steps: int | None) -> float:
     parts = []
     if total_steps:
         parts.append(step / total_steps)

@@ -1,0 +1,145 @@
+"""How long a run is, planned so that the learning rate finishes its decay when the budget ends.
+
+A run is bounded by `max_steps`, `max_tokens` and `max_minutes`, the first reached. Steps and
+tokens give the length at once. Minutes do not: a time-bounded run whose schedule aimed at some
+default step count would stop wherever the clock ran out, mid-decay or before it (a 17-minute
+run of a 135M model on 2 cores does ~60 steps; a cosine aimed at 200 steps stops at 90% of its
+peak and never anneals, which is where most of continued pretraining's gain is made).
+
+So with `max_minutes` the length is *planned*: the first steps are timed (the very first, which
+compiles, is left out), the evaluation the loop will do on the way is priced in, and the step
+count that fits the budget is fixed once. The plan is saved in every checkpoint: the rate stays a
+pure function of (step, plan), and a resumed run follows the plan it was given, so it ends with
+the same weights as one that never stopped. A changed `max_minutes` on resume re-plans, recorded
+as an event in metrics.jsonl. The clock still stops the run if the plan proves too long (a busy
+machine), so the budget is never overrun by more than one step.
+
+The first step at which a time plan can be made is before the end of warmup when warmup is long
+enough; earlier steps run on warmup (a function of the step alone) or, with no warmup, at the
+peak, which `wsd` holds anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from selfsup.train.schedule import lr_at
+
+DEFAULT_MAX_STEPS = 200  # when nothing bounds the run
+TIMED_STEPS_MIN = 3  # steps timed before a plan (after the first, which compiles)
+TIMED_STEPS_MAX = 10  # no use waiting longer: step times of a packed run hardly vary
+SAFETY = 0.98  # share of the remaining time the plan fills (checkpoint writes, a slower step)
+
+
+@dataclass
+class TimePlan:
+    """The step count fixed for a time budget, and what it was computed from."""
+
+    total_steps: int
+    planned_at_step: int
+    step_seconds: float
+    eval_seconds_per_step: float
+    budget_minutes: float
+
+
+@dataclass
+class Budget:
+    """The run's bounds and its (saved) time plan; gives the rate of each step and says when to stop.
+
+    `fixed_steps` comes from max_steps / max_tokens (None when only minutes bound the run).
+    """
+
+    peak_lr: float
+    warmup: int
+    min_ratio: float
+    schedule: str
+    decay_fraction: float
+    fixed_steps: int | None
+    max_minutes: float | None
+    plan: TimePlan | None = None
+    _step_seconds: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, cfg, tokens_per_step: int) -> Budget:
+        fixed = cfg.max_steps
+        if cfg.max_tokens is not None:
+            by_tokens = math.ceil(cfg.max_tokens / tokens_per_step)
+            fixed = min(fixed, by_tokens) if fixed else by_tokens
+        if fixed is None and cfg.max_minutes is None:
+            fixed = DEFAULT_MAX_STEPS
+        return cls(peak_lr=cfg.lr, warmup=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio, schedule=cfg.schedule,
+                   decay_fraction=cfg.decay_fraction, fixed_steps=fixed, max_minutes=cfg.max_minutes)
+
+    @property
+    def total_steps(self) -> int | None:
+        """The length the schedule aims at: the fixed bound or the time plan, the smaller."""
+        planned = self.plan.total_steps if self.plan else None
+        if self.fixed_steps is None:
+            return planned
+        return min(self.fixed_steps, planned) if planned is not None else self.fixed_steps
+
+    def lr(self, step: int) -> float:
+        """The rate for the update after `step` completed steps: a pure function of (step, plan)."""
+        return lr_at(step, peak=self.peak_lr, warmup=self.warmup, total=self.total_steps, min_ratio=self.min_ratio,
+                     kind=self.schedule, decay_fraction=self.decay_fraction)
+
+    def needs_plan(self) -> bool:
+        return self.max_minutes is not None and self.plan is None
+
+    def observe_step(self, step: int, seconds: float, elapsed: float, eval_seconds: float, eval_every: int) -> TimePlan | None:
+        """Record how long the step that ended at `step` took; fix the time plan once enough are timed.
+
+        `eval_seconds`: one of the loop's evaluations on the way (validation, trade-off probe), done
+        every `eval_every` steps and once at the end. Returns the plan when it was made at this step.
+        """
+        if not self.needs_plan():
+            return None
+        self._step_seconds.append(_test_step_seconds() or seconds)
+        timed = self._step_seconds[1:]  # the first includes compilation and allocator warm-up
+        wanted = max(TIMED_STEPS_MIN, min(TIMED_STEPS_MAX, self.warmup - 1))
+        if len(timed) < wanted:
+            return None
+        per_step = statistics.median(timed)
+        if _test_step_seconds():
+            elapsed, eval_seconds = step * per_step, 0.0  # tests: a deterministic clock, so two runs plan alike
+        eval_per_step = eval_seconds / eval_every
+        remaining = self.max_minutes * 60 * SAFETY - elapsed - eval_seconds  # the last evaluation included
+        total = step + max(1, int(remaining // (per_step + eval_per_step)))
+        self.plan = TimePlan(total_steps=total, planned_at_step=step, step_seconds=per_step,
+                             eval_seconds_per_step=eval_per_step, budget_minutes=self.max_minutes)
+        return self.plan
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"time_plan": asdict(self.plan) if self.plan else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """Take the saved plan; returns a re-plan event when the budget changed since it was made."""
+        saved = state.get("time_plan")
+        if not saved or self.max_minutes is None:
+            return None
+        plan = TimePlan(**saved)
+        if plan.budget_minutes == self.max_minutes:
+            self.plan = plan
+            return None
+        return {"event": "replan", "reason": f"max_minutes changed from {plan.budget_minutes} to {self.max_minutes}",
+                "previous_total_steps": plan.total_steps}
+
+    def describe(self) -> str:
+        if self.plan:
+            p = self.plan
+            return (f"planned {p.total_steps} steps for {p.budget_minutes:g} minutes at step {p.planned_at_step} "
+                    f"({p.step_seconds:.2f} s a step + {p.eval_seconds_per_step:.2f} s of evaluation)")
+        if self.needs_plan():
+            return f"length to be planned from the first steps' times ({self.max_minutes:g} minutes)"
+        return f"{self.total_steps} steps"
+
+
+def _test_step_seconds() -> float | None:
+    """TEST-ONLY (as train/faults.py): SELFSUP_TEST_STEP_SECONDS fixes the timed step length, so
+    that two runs make the same plan and their weights can be compared bit for bit."""
+    value = os.environ.get("SELFSUP_TEST_STEP_SECONDS")
+    return float(value) if value else None

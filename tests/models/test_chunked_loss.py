@@ -1,0 +1,82 @@
+"""Chunked head loss: transformers' causal-LM loss and gradients, without full-vocabulary logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM
+
+from selfsup.models import chunked_loss
+from selfsup.models.chunked_loss import chunked_causal_lm_loss, linear_cross_entropy, supports_chunked_head
+from selfsup.objectives.clm import document_causal_mask
+
+
+def _llama(tied: bool) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=tied)
+    return LlamaForCausalLM(config)
+
+
+def _loss_and_grads(model, loss_fn, batch, bf16: bool):
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = loss_fn(model, batch)
+    loss.backward()
+    return loss.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied-head", "untied-head"])
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_same_loss_and_gradients_as_transformers(monkeypatch, tied, bf16):
+    """Under a document mask, with ignored labels and chunks that do not divide the rows, the loss and
+    every parameter's gradient equal transformers' own (fp32: to rounding; bf16: to bf16 precision)."""
+    monkeypatch.setattr(chunked_loss, "CHUNK_ELEMENTS", 300 * 7)  # 7 rows a chunk: many chunks, a ragged last one
+    model = _llama(tied)
+    ids = torch.randint(5, 300, (3, 24))
+    ids[:, [5, 15]] = 2
+    mask, positions = document_causal_mask(ids, eos_id=2)
+    labels = ids.clone()
+    labels[0, 3:9] = -100
+    batch = {"input_ids": ids, "labels": labels, "attention_mask": mask, "position_ids": positions}
+    want_loss, want = _loss_and_grads(model, lambda m, b: m(**b).loss, batch, bf16)
+    got_loss, got = _loss_and_grads(model, chunked_causal_lm_loss, batch, bf16)
+    tol = dict(rtol=2e-2, atol=2e-3) if bf16 else dict(rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(got_loss, want_loss, **tol)
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], **tol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_backward_scales_by_the_incoming_gradient():
+    """The saved gradients are scaled by d(outer)/d(loss): 3·loss gets three times the gradient."""
+    torch.manual_seed(0)
+    hidden = torch.randn(10, 8, requires_grad=True)
+    weight = torch.randn(50, 8, requires_grad=True)
+    targets = torch.randint(0, 50, (10,))
+    (3 * linear_cross_entropy(hidden, weight, targets)).backward()
+    h2, w2 = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
+    (3 * torch.nn.functional.cross_entropy(h2 @ w2.T, targets)).backward()
+    torch.testing.assert_close(hidden.grad, h2.grad)
+    torch.testing.assert_close(weight.grad, w2.grad)
+
+
+def test_without_gradients_only_the_loss_is_computed():
+    """Under no_grad (validation) the same loss comes back and no gradient work is done or kept."""
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(10, 8), torch.randn(50, 8)
+    targets = torch.randint(0, 50, (10,))
+    targets[3] = -100
+    with torch.no_grad():
+        got = linear_cross_entropy(hidden, weight, targets)
+    assert got.grad_fn is None
+    torch.testing.assert_close(got, torch.nn.functional.cross_entropy(hidden @ weight.T, targets))
+
+
+def test_only_plain_causal_heads_are_taken():
+    """A Llama decoder qualifies; an encoder's MLM head (bias, transform layer) does not."""
+    assert supports_chunked_head(_llama(tied=True))
+    bert = BertForMaskedLM(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=64))
+    assert not supports_chunked_head(bert)

@@ -1,0 +1,81 @@
+"""The run's length: a time budget is planned into a step count so the learning rate anneals by the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfsup.config import TrainConfig
+from selfsup.train import find_latest, train
+from selfsup.train.budget import DEFAULT_MAX_STEPS, Budget
+from tests.conftest import small_recipe
+from tests.train.conftest import die_after_first_save, same_weights, weights
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_time_budget_is_not_cut_by_a_default_step_count():
+    """Only max_minutes set: no step bound until the plan; nothing set at all: the default step count."""
+    assert Budget.from_config(TrainConfig(max_minutes=17), 4096).total_steps is None
+    assert Budget.from_config(TrainConfig(), 4096).total_steps == DEFAULT_MAX_STEPS
+    assert Budget.from_config(TrainConfig(max_steps=50, max_tokens=4096 * 30), 4096).total_steps == 30
+
+
+def test_plan_fills_the_budget_with_the_timed_steps_and_prices_in_evaluation():
+    """After the first (compiling) step and enough timed ones, the step count is fixed once: the rest
+    of the budget (less a safety margin and the last evaluation) over step + evaluation time per step."""
+    budget = Budget.from_config(TrainConfig(max_minutes=10, warmup_steps=5, schedule="wsd", lr=1.0), 4096)
+    plans = [budget.observe_step(s, seconds, elapsed=s * 2.0, eval_seconds=10.0, eval_every=10)
+             for s, seconds in enumerate([30.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0], start=1)]
+    assert plans[:4] == [None] * 4 and plans[5] is None
+    plan = plans[4]  # the 5th step: 4 timed after the first (warmup - 1)
+    assert plan.planned_at_step == 5 and plan.step_seconds == 2.0
+    assert plan.total_steps == 5 + int((600 * 0.98 - 10.0 - 10.0) // (2.0 + 1.0))
+    assert budget.total_steps == plan.total_steps
+    assert budget.lr(plan.total_steps - 1) < 0.1 + 0.02  # the cooldown ends at the planned end (floor 0.1)
+    restored = Budget.from_config(TrainConfig(max_minutes=10, warmup_steps=5, schedule="wsd", lr=1.0), 4096)
+    assert restored.load_state_dict(budget.state_dict()) is None and restored.plan == budget.plan
+    changed = Budget.from_config(TrainConfig(max_minutes=20, warmup_steps=5), 4096)
+    event = changed.load_state_dict(budget.state_dict())
+    assert event["event"] == "replan" and changed.needs_plan()
+
+
+@pytest.mark.parametrize("schedule", ["wsd", "cosine"])
+def test_a_time_bounded_run_ends_at_its_plan_near_the_floor_rate(prepared, tmp_path, monkeypatch, schedule):
+    """max_minutes alone: the run plans its length from timed steps, logs the plan, stops when the plan
+    is done (stopped_by max_minutes), and its last step's rate is within 2% of the peak above the floor."""
+    monkeypatch.setenv("SELFSUP_TEST_STEP_SECONDS", "10")  # a deterministic clock: 5 minutes ≈ 25 steps
+    recipe = small_recipe([prepared["docs"]], max_steps=None, max_minutes=5.0, schedule=schedule, min_lr_ratio=0.0,
+                          warmup_steps=4, lr=1e-3, eval_every=100)
+    summary = train(prepared["shards"], prepared["tokenizer"], tmp_path / "run", recipe, fingerprint="fp")
+    records = _records(tmp_path / "run")
+    plan = next(r for r in records if r.get("event") == "time_plan")
+    assert plan["planned_at_step"] == 4 and plan["total_steps"] == 4 + int((300 * 0.98 - 40) // 10)
+    assert summary["steps"] == plan["total_steps"] and summary["stopped_by"] == "max_minutes"
+    last_lr = [r["lr"] for r in records if "lr" in r][-1]
+    assert last_lr <= 0.02 * 1e-3
+
+
+def test_a_killed_time_planned_run_resumes_on_its_plan_with_the_same_weights(prepared, tmp_path, monkeypatch):
+    """Killed after its plan was made, a time-bounded run resumes with the saved plan (not a new timing)
+    and ends with the weights of a run that never stopped, bit for bit."""
+    monkeypatch.setenv("SELFSUP_TEST_STEP_SECONDS", "20")
+    straight = small_recipe([prepared["docs"]], max_steps=None, max_minutes=5.0, schedule="wsd", min_lr_ratio=0.0,
+                            warmup_steps=4, precision="fp32", eval_every=100)
+    train(prepared["shards"], prepared["tokenizer"], tmp_path / "straight", straight, fingerprint="fp")
+
+    half = straight.model_copy(deep=True)
+    half.train.checkpoint_every_steps = 6  # after the plan (step 4)
+    die_after_first_save(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train(prepared["shards"], prepared["tokenizer"], tmp_path / "resumed", half, fingerprint="fp")
+    assert find_latest(tmp_path / "resumed")[0].name == "step-6"
+    monkeypatch.setenv("SELFSUP_TEST_STEP_SECONDS", "1")  # a different clock now: the saved plan must win
+    summary = train(prepared["shards"], prepared["tokenizer"], tmp_path / "resumed", half, fingerprint="fp")
+    assert summary["time_plan"]["total_steps"] == 14 and summary["steps"] == 14
+    assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
