@@ -75,6 +75,41 @@ def _ingest_row(fmt: str) -> Figure:
     )
 
 
+def _lift_rows(corpus: str) -> list[Figure]:
+    """bench/lift.py: SmolLM2-135M continued on a Debian manual, ours against the HF Trainer script, same budget."""
+    def side(r: dict, name: str) -> str:
+        d = r["sides"][name]
+        return f"{d['domain']:.4f} bpb ({100 * (r['lift'] if name == 'ours' else r['baseline_lift']):.1f}% lift), {d['tokens']:,} tokens"
+
+    return [
+        Figure(f"lift {corpus} (SmolLM2-135M): ours / Trainer script", lambda r: r["lift_ratio"], 2.0,
+               lambda r: side(r, "ours"), lambda r: side(r, "baseline")),
+        Figure(f"lift {corpus}: forgetting on general text", lambda r: r["forgetting"], 0.02,
+               lambda r: _pct(r["forgetting"]), lambda r: _pct(r["baseline_forgetting"]), higher_is_better=False),
+        Figure(f"lift {corpus}: tokens/s, ours / Trainer script", lambda r: r["tokens_per_s_ratio"], None,
+               lambda r: _tok(r["sides"]["ours"]["tokens_per_s"]), lambda r: _tok(r["sides"]["baseline"]["tokens_per_s"])),
+        Figure(f"lift {corpus}: peak RSS, ours / Trainer script", lambda r: r["peak_rss_ratio"], None,
+               lambda r: f"{r['sides']['ours']['peak_rss_gb']:.1f} GB", lambda r: f"{r['sides']['baseline']['peak_rss_gb']:.1f} GB",
+               higher_is_better=False),
+    ]
+
+
+def _real_base_rows() -> list[Figure]:
+    """bench/train_throughput.py --real-base: SmolLM2-135M at 8x512 against the Trainer at its best."""
+    def gb(side: str) -> Callable[[dict], str]:
+        return lambda r: f"{_tok(r['sides'][side]['tokens_per_s'])}, {r['sides'][side]['peak_rss_gb']:.1f} GB"
+
+    return [
+        Figure("SmolLM2-135M 8x512: tokens/s vs Trainer best", lambda r: r["ours_vs_trainer_best"]["tokens_per_s"],
+               1.25, gb("ours"), gb("trainer_best")),
+        Figure("SmolLM2-135M 8x512: peak RSS vs Trainer best", lambda r: r["ours_vs_trainer_best"]["peak_rss"], 0.75,
+               gb("ours"), gb("trainer_best"), higher_is_better=False),
+        Figure("SmolLM2-135M 8x512: memory-saving peak RSS vs Trainer best",
+               lambda r: r["ours_memory_saving_vs_trainer_best"]["peak_rss"], 0.5,
+               gb("ours_memory_saving"), gb("trainer_best"), higher_is_better=False),
+    ]
+
+
 # (script arguments, rows). Quick mode adds --quick to each; the small preset rows always run 20 steps.
 BENCHMARKS: list[tuple[list[str], list[Figure]]] = [
     (["train_throughput.py"], _train_rows("train clm tiny")),
@@ -92,6 +127,9 @@ BENCHMARKS: list[tuple[list[str], list[Figure]]] = [
                lambda r: f"{r['docs_per_s']['ours']:,.0f} docs/s, recall {r['recall']['ours']:.3f}",
                lambda r: f"{r['docs_per_s']['datasketch']:,.0f} docs/s, recall {r['recall']['datasketch']:.3f}"),
     ]),
+    (["train_throughput.py", "--real-base", "--steps", "8"], _real_base_rows()),
+    (["lift.py", "--corpus", "sqlite"], _lift_rows("sqlite")),
+    (["lift.py", "--corpus", "git"], _lift_rows("git")),
     (["ingest_throughput.py"], [_ingest_row(f) for f in ("text", "html", "pdf", "docx")] + [
         Figure("ingest: peak RSS, 10x files / 1x", lambda r: r["rss_growth"], 1.2,
                lambda r: f"{r['peak_rss_mb']['large']['process']:.0f} MB",

@@ -13,7 +13,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -169,7 +169,10 @@ class TrainConfig(Section):
     )
     batch_size: int = Field(16, ge=1, description="blocks per micro-batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    lr: float = Field(3e-3, gt=0)
+    lr: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        3e-3, description='peak learning rate; "auto" (continued pretraining): a short range test on the base '
+        "picks it (train/lr_search.py)",
+    )
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the schedule decays to lr * min_lr_ratio")
     schedule: Literal["cosine", "wsd"] = Field(
         "cosine", description="cosine: decay from the peak all along; wsd: warmup, stable peak, then a (1 - sqrt) "
@@ -250,12 +253,15 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _continued_pretraining_defaults(self) -> Recipe:
+        if self.train.lr == "auto" and self.model.base is None:
+            raise ValueError('[train] lr = "auto" searches a rate for continuing a base model; set [model] base, '
+                             "or give lr a number (from scratch: e.g. 3e-3)")
         return apply_continue_defaults(self)
 
 
 # Continued pretraining ([model] base set): [train] values used where the recipe leaves the key
 # unset. recipes/continue.toml gives the reason for each; the from-scratch defaults are TrainConfig's.
-CONTINUE_LR = 3e-4  # full fine-tuning: a tenth of a small model's pretraining peak (SmolLM2: 3e-3)
+CONTINUE_LR = 1e-4  # full fine-tuning: measured on SmolLM2-135M, nearly 3e-4's domain gain without its forgetting
 CONTINUE_LORA_LR = 1e-3  # LoRA: adapters start at zero and have few parameters; they take larger steps
 CONTINUE_WARMUP_STEPS = 10  # Adam's moment estimates settle; the weights need no slow start
 CONTINUE_EMBEDDING_LR_RATIO = 0.1  # embedding_lr = lr / 10 (see TrainConfig.embedding_lr)
@@ -279,7 +285,7 @@ def apply_continue_defaults(recipe: Recipe) -> Recipe:
         train.lr = CONTINUE_LORA_LR if recipe.model.lora else CONTINUE_LR
     if "warmup_steps" not in given:
         train.warmup_steps = CONTINUE_WARMUP_STEPS
-    if "embedding_lr" not in given:
+    if "embedding_lr" not in given and train.lr != "auto":  # with "auto", set when the rate is chosen
         train.embedding_lr = train.lr * CONTINUE_EMBEDDING_LR_RATIO
     for key, value in (("schedule", CONTINUE_SCHEDULE), ("min_lr_ratio", CONTINUE_MIN_LR_RATIO),
                        ("weight_decay", CONTINUE_WEIGHT_DECAY), ("compile", CONTINUE_COMPILE),

@@ -101,8 +101,9 @@ def test_extended_vocabulary_trains_embeddings_at_their_own_rate(prepared, base,
 
 def test_lora_run_resumes_bitwise(prepared, base, extended, tmp_path, monkeypatch):
     """A LoRA run (extended vocabulary, embedding group, dropout) that dies right after its step-2
-    checkpoint and is run again ends with exactly the weights of an uninterrupted run."""
-    recipe = lora_recipe(prepared, base, max_steps=4, checkpoint_every_steps=2)
+    checkpoint and is run again ends with exactly the weights of an uninterrupted run (eager: compiled
+    kernels are not bit-reproducible across processes, see train/loop.py)."""
+    recipe = lora_recipe(prepared, base, max_steps=4, checkpoint_every_steps=2, compile=False)
     train(extended["shards"], extended["tokenizer"], tmp_path / "straight", recipe, fingerprint="fp")
     die_after_first_save(monkeypatch)
     with pytest.raises(KeyboardInterrupt):

@@ -56,7 +56,7 @@ def test_full_workdir_page_shows_numbers_samples_and_reasons(full_workdir: Path,
         assert f"<td>{reason}</td>" in corpus
     assert "manuals/blob-0.bin" in corpus
     assert "230,400" in corpus  # train tokens from shards/index.json
-    assert "[train]" in section(page, "recipe") and "max_steps = 200" in section(page, "recipe")
+    assert "[train]" in section(page, "recipe") and "batch_size = 16" in section(page, "recipe")
     assert selfsup.__version__ in page.split("<footer>")[1]
     assert "not available" not in page.split("<nav>")[1]  # every section had its input
 
@@ -88,6 +88,25 @@ def test_hostile_text_is_shown_as_text(full_workdir: Path, build) -> None:
     assert "<script" not in page.lower()
     assert "onerror=alert(1)>" not in page
     assert page.count(html.escape(HOSTILE, quote=False)) >= 8
+
+
+def test_training_facts_show_the_chosen_rate_and_the_time_plan(full_workdir: Path, build) -> None:
+    """lr = "auto": the candidates' scores and the reason for the choice; a time budget: the planned steps."""
+    run = run_json()
+    run.update({
+        "lr": 1e-4, "schedule": "wsd", "stopped_by": "max_minutes",
+        "lr_search": {"chosen": 1e-4, "reason": "largest domain gain within the forgetting limit",
+                      "candidates": [{"lr": 3e-5, "domain_bpb": 0.91, "general_bpb": 0.95},
+                                     {"lr": 1e-4, "domain_bpb": 0.88, "general_bpb": 0.951}]},
+        "time_plan": {"total_steps": 271, "planned_at_step": 10, "step_seconds": 3.1, "eval_seconds": 20.0,
+                      "eval_every": 50, "budget_minutes": 17.0, "replans": 1},
+    })
+    write_json(full_workdir / "run" / "run.json", run)
+    training = section(build(full_workdir), "training")
+    assert "chosen by lr = &#34;auto&#34;" in training or 'chosen by lr = "auto"' in training
+    assert "3e-05: domain 0.910, general 0.950 bits/byte" in training
+    assert "wsd, 271 steps planned for 17 minutes at step 10 (3.100 s a step, re-planned 1x" in training
+    assert "max_minutes" in training
 
 
 def test_page_is_self_contained(full_workdir: Path, build) -> None:

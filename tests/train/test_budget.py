@@ -35,7 +35,8 @@ def test_plan_fills_the_budget_with_the_timed_steps_and_prices_in_evaluation():
     assert plans[:4] == [None] * 4 and plans[5] is None
     plan = plans[4]  # the 5th step: 4 timed after the first (warmup - 1)
     assert plan.planned_at_step == 5 and plan.step_seconds == 2.0
-    assert plan.total_steps == 5 + int((600 * 0.98 - 10.0 - 10.0) // (2.0 + 1.0))
+    fits = [n for n in range(1, 400) if n * 2.0 + ((5 + n) // 10 + 1) * 10.0 <= 600 * 0.98 - 10.0]
+    assert plan.total_steps == 5 + max(fits) == 5 + 189  # 19 evaluations on the way, one at the end
     assert budget.total_steps == plan.total_steps
     assert budget.lr(plan.total_steps - 1) < 0.1 + 0.02  # the cooldown ends at the planned end (floor 0.1)
     restored = Budget.from_config(TrainConfig(max_minutes=10, warmup_steps=5, schedule="wsd", lr=1.0), 4096)
@@ -56,6 +57,7 @@ def test_a_time_bounded_run_ends_at_its_plan_near_the_floor_rate(prepared, tmp_p
     records = _records(tmp_path / "run")
     plan = next(r for r in records if r.get("event") == "time_plan")
     assert plan["planned_at_step"] == 4 and plan["total_steps"] == 4 + int((300 * 0.98 - 40) // 10)
+    assert plan["eval_seconds"] == 0.0  # the deterministic test clock prices no evaluation
     assert summary["steps"] == plan["total_steps"] and summary["stopped_by"] == "max_minutes"
     last_lr = [r["lr"] for r in records if "lr" in r][-1]
     assert last_lr <= 0.02 * 1e-3
@@ -79,3 +81,22 @@ def test_a_killed_time_planned_run_resumes_on_its_plan_with_the_same_weights(pre
     summary = train(prepared["shards"], prepared["tokenizer"], tmp_path / "resumed", half, fingerprint="fp")
     assert summary["time_plan"]["total_steps"] == 14 and summary["steps"] == 14
     assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+
+
+def test_a_machine_that_slows_down_is_replanned_before_the_cooldown_only():
+    """Steps that run twice as slow after the plan would overrun the budget: the length is planned again
+    from the recent pace while the wsd rate is flat, and not once the cooldown has begun."""
+    budget = Budget.from_config(TrainConfig(max_minutes=10, warmup_steps=2, schedule="wsd", lr=1.0), 4096)
+    for s in range(1, 5):
+        budget.observe_step(s, 2.0, elapsed=2.0 * s, eval_seconds=0.0, eval_every=50)
+    first = budget.plan.total_steps
+    assert first == 4 + int((600 * 0.98 - 8) // 2)
+    assert all(budget.check_pace(s, 2.0, elapsed=2.0 * s) is None for s in range(5, 30))  # on pace
+    replans = [budget.check_pace(s, 4.0, elapsed=58 + 4.0 * (s - 29)) for s in range(30, 35)]
+    plan = replans[2]  # the median of the last 5 steps turns slow at the third slow step
+    assert replans[:2] == [None, None] and replans[3:] == [None, None]
+    assert plan.replans == 1 and plan.planned_at_step == 32 and budget.plan is plan
+    assert plan.total_steps == 32 + int((600 * 0.98 - 70) // 4) < first
+    late = Budget.from_config(TrainConfig(max_minutes=10, warmup_steps=2, schedule="wsd", lr=1.0), 4096)
+    late.plan = plan
+    assert all(late.check_pace(s, 8.0, elapsed=500.0) is None for s in range(plan.total_steps - 5, plan.total_steps))

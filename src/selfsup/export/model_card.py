@@ -129,8 +129,9 @@ def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, e
         "- `[objective]` settings: " + ", ".join(f"{k} = {v}" for k, v in o.model_dump(mode="json").items()),
         f"- Parameters: {parameters:,}",
         f"- Block length: {recipe.pack.seq_len} tokens; batch {recipe.train.batch_size} × {recipe.train.grad_accum} accumulation",
-        f"- Optimiser: AdamW, peak lr {recipe.train.lr:g}, {recipe.train.warmup_steps} warmup steps, cosine to "
-        f"{recipe.train.min_lr_ratio:g}× peak, weight decay {recipe.train.weight_decay:g}, seed {recipe.train.seed}",
+        f"- Optimiser: AdamW, peak lr {_peak_lr(recipe, run)}, {recipe.train.warmup_steps} warmup steps, "
+        f"{recipe.train.schedule} to {recipe.train.min_lr_ratio:g}× peak, weight decay {recipe.train.weight_decay:g}, "
+        f"seed {recipe.train.seed}",
     ]
     if run:
         lines += [
@@ -157,3 +158,11 @@ def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, e
         lines.append("Not evaluated at export time.")
     lines += ["", "## Use", "", USAGE[o.name], "", "Loads with plain `transformers`; no selfsup needed.", ""]
     return "\n".join(lines)
+
+
+def _peak_lr(recipe, run: dict | None) -> str:
+    """The recipe's peak rate, or the one `lr = "auto"` chose (train/lr_search.py)."""
+    chosen = ((run or {}).get("lr_search") or {}).get("chosen")
+    if recipe.train.lr == "auto":
+        return f"{chosen:g} (chosen by lr = \"auto\")" if chosen else "auto"
+    return f"{recipe.train.lr:g}"

@@ -167,6 +167,9 @@ def training_section(inputs: ReportInputs) -> dict[str, Any]:
         ("wall time", fmt_duration(run.get("elapsed_s"))),
         ("tokens / s", fmt_int(run.get("tokens_per_s"))),
         ("MFU", fmt_pct(run.get("mfu")) if run.get("mfu") is not None else "not measured"),
+        ("peak learning rate", _peak_lr_fact(run)),
+        ("schedule", _schedule_fact(run)),
+        ("stopped by", run.get("stopped_by")),
     ]
     out["facts"] = [(k, v) for k, v in facts if v not in (None, "", DASH)] if run else []
 
@@ -197,6 +200,32 @@ def training_section(inputs: ReportInputs) -> dict[str, Any]:
                 "(a run killed while writing leaves a truncated last line)."
             )
     return out
+
+
+def _peak_lr_fact(run: dict[str, Any]) -> str | None:
+    """The peak rate, and for lr = "auto" each candidate's short-test scores and why one was chosen."""
+    lr, search = run.get("lr"), _dict(run.get("lr_search"))
+    if not _finite(lr):
+        return None
+    if not search:
+        return f"{lr:g}"
+    tried = "; ".join(
+        f"{c.get('lr'):g}: domain {fmt_float(c.get('domain_bpb'))}, general {fmt_float(c.get('general_bpb'))} bits/byte"
+        for c in search.get("candidates", []) if _finite(c.get("lr"))
+    )
+    return f"{lr:g}, chosen by lr = \"auto\" ({search.get('reason', '')}) from {tried}"
+
+
+def _schedule_fact(run: dict[str, Any]) -> str | None:
+    """The schedule and, for a time budget, the step count planned from the first steps' times."""
+    if not run.get("schedule"):
+        return None
+    plan = _dict(run.get("time_plan"))
+    if not plan:
+        return str(run["schedule"])
+    again = f", re-planned {plan['replans']}x as steps got slower" if plan.get("replans") else ""
+    return (f"{run['schedule']}, {fmt_int(plan.get('total_steps'))} steps planned for {plan.get('budget_minutes'):g} "
+            f"minutes at step {fmt_int(plan.get('planned_at_step'))} ({fmt_float(plan.get('step_seconds'))} s a step{again})")
 
 
 def _curves(train: list[dict[str, Any]], validation: list[dict[str, Any]]) -> dict[str, str | None]:

@@ -8,11 +8,13 @@ peak and never anneals, which is where most of continued pretraining's gain is m
 
 So with `max_minutes` the length is *planned*: the first steps are timed (the very first, which
 compiles, is left out), the evaluation the loop will do on the way is priced in, and the step
-count that fits the budget is fixed once. The plan is saved in every checkpoint: the rate stays a
+count that fits the budget is fixed. The plan is saved in every checkpoint: the rate stays a
 pure function of (step, plan), and a resumed run follows the plan it was given, so it ends with
-the same weights as one that never stopped. A changed `max_minutes` on resume re-plans, recorded
-as an event in metrics.jsonl. The clock still stops the run if the plan proves too long (a busy
-machine), so the budget is never overrun by more than one step.
+the same weights as one that never stopped. Two things re-plan, each recorded as an event in
+metrics.jsonl: a changed `max_minutes` on resume, and a machine that gets slower after the plan
+(other work on the same cores), caught while a `wsd` rate is still flat so the cooldown still ends
+with the budget. The clock still stops the run if all else fails, so the budget is never overrun
+by more than one step.
 
 The first step at which a time plan can be made is before the end of warmup when warmup is long
 enough; earlier steps run on warmup (a function of the step alone) or, with no warmup, at the
@@ -33,6 +35,8 @@ DEFAULT_MAX_STEPS = 200  # when nothing bounds the run
 TIMED_STEPS_MIN = 3  # steps timed before a plan (after the first, which compiles)
 TIMED_STEPS_MAX = 10  # no use waiting longer: step times of a packed run hardly vary
 SAFETY = 0.98  # share of the remaining time the plan fills (checkpoint writes, a slower step)
+PACE_WINDOW = 5  # recent steps whose median pace is checked against the plan
+PACE_TOLERANCE = 0.02  # a projected overrun beyond this share of the budget re-plans (before the cooldown)
 
 
 @dataclass
@@ -42,8 +46,10 @@ class TimePlan:
     total_steps: int
     planned_at_step: int
     step_seconds: float
-    eval_seconds_per_step: float
+    eval_seconds: float  # one evaluation on the way (validation + trade-off probe)
+    eval_every: int
     budget_minutes: float
+    replans: int = 0  # times the pace was re-measured because steps ran slower than planned
 
 
 @dataclass
@@ -62,6 +68,7 @@ class Budget:
     max_minutes: float | None
     plan: TimePlan | None = None
     _step_seconds: list[float] = field(default_factory=list)
+    _recent: list[float] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, cfg, tokens_per_step: int) -> Budget:
@@ -106,12 +113,43 @@ class Budget:
         per_step = statistics.median(timed)
         if _test_step_seconds():
             elapsed, eval_seconds = step * per_step, 0.0  # tests: a deterministic clock, so two runs plan alike
-        eval_per_step = eval_seconds / eval_every
-        remaining = self.max_minutes * 60 * SAFETY - elapsed - eval_seconds  # the last evaluation included
-        total = step + max(1, int(remaining // (per_step + eval_per_step)))
-        self.plan = TimePlan(total_steps=total, planned_at_step=step, step_seconds=per_step,
-                             eval_seconds_per_step=eval_per_step, budget_minutes=self.max_minutes)
+        remaining = self.max_minutes * 60 * SAFETY - elapsed
+        total = step + steps_that_fit(remaining, per_step, eval_seconds, eval_every, step)
+        self.plan = TimePlan(total_steps=total, planned_at_step=step, step_seconds=per_step, eval_seconds=eval_seconds,
+                             eval_every=eval_every, budget_minutes=self.max_minutes)
         return self.plan
+
+    def check_pace(self, step: int, seconds: float, elapsed: float) -> TimePlan | None:
+        """After the plan: if recent steps run slower than planned (a busy machine) so that the planned end
+        would overrun the budget, plan again from the recent pace, once the cooldown has not begun yet
+        (with wsd the rate is flat until then, so nothing jumps). Returns the new plan when it re-planned."""
+        plan = self.plan
+        if plan is None or self.max_minutes is None:
+            return None
+        self._recent.append(_test_step_seconds() or seconds)
+        del self._recent[:-PACE_WINDOW]
+        if len(self._recent) < PACE_WINDOW or step >= self._decay_start():
+            return None
+        pace = statistics.median(self._recent)
+        if _test_step_seconds():
+            elapsed = step * pace
+        left = plan.total_steps - step
+        evals = plan.total_steps // plan.eval_every - step // plan.eval_every + 1
+        projected = elapsed + left * pace + evals * plan.eval_seconds
+        if projected <= self.max_minutes * 60 * (1 + PACE_TOLERANCE):
+            return None
+        remaining = self.max_minutes * 60 * SAFETY - elapsed
+        total = step + steps_that_fit(remaining, pace, plan.eval_seconds, plan.eval_every, step)
+        self.plan = TimePlan(total_steps=total, planned_at_step=step, step_seconds=pace, eval_seconds=plan.eval_seconds,
+                             eval_every=plan.eval_every, budget_minutes=self.max_minutes, replans=plan.replans + 1)
+        self._recent.clear()
+        return self.plan
+
+    def _decay_start(self) -> int:
+        total = self.total_steps or 0
+        if self.schedule == "wsd":
+            return total - max(1, round(self.decay_fraction * (total - self.warmup)))
+        return self.warmup  # cosine decays from the end of warmup: a new length would bend the curve
 
     def state_dict(self) -> dict[str, Any]:
         return {"time_plan": asdict(self.plan) if self.plan else None}
@@ -131,11 +169,24 @@ class Budget:
     def describe(self) -> str:
         if self.plan:
             p = self.plan
+            again = f", re-planned {p.replans}x as steps got slower" if p.replans else ""
             return (f"planned {p.total_steps} steps for {p.budget_minutes:g} minutes at step {p.planned_at_step} "
-                    f"({p.step_seconds:.2f} s a step + {p.eval_seconds_per_step:.2f} s of evaluation)")
+                    f"({p.step_seconds:.2f} s a step, {p.eval_seconds:.0f} s an evaluation{again})")
         if self.needs_plan():
             return f"length to be planned from the first steps' times ({self.max_minutes:g} minutes)"
         return f"{self.total_steps} steps"
+
+
+def steps_that_fit(seconds: float, step_seconds: float, eval_seconds: float, eval_every: int, done: int) -> int:
+    """The most steps after `done` that fit in `seconds` with an evaluation every `eval_every`-th step
+    and one at the end (at least one step)."""
+    def cost(n: int) -> float:
+        return n * step_seconds + ((done + n) // eval_every - done // eval_every + 1) * eval_seconds
+
+    n = int((seconds - eval_seconds) / (step_seconds + eval_seconds / eval_every)) + 1  # just above the answer
+    while n > 1 and cost(n) > seconds:  # the cost grows with n: step down to the largest that fits
+        n -= 1
+    return max(1, n)
 
 
 def _test_step_seconds() -> float | None:

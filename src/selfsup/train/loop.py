@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup.config import Recipe, settings_hash
+from selfsup.config import CONTINUE_EMBEDDING_LR_RATIO, Recipe, settings_hash
 from selfsup.console import console, say
 from selfsup.errors import StageFailure, UsageError
 from selfsup.manifest import MANIFEST, manifest_digest, read_manifest, write_json_atomic, write_manifest
@@ -59,6 +59,8 @@ from selfsup.train.hardware import (
     reuse_freed_memory,
 )
 from selfsup.train.budget import Budget
+from selfsup.train.lr_search import AUTO, FALLBACK as FALLBACK_LR, STEPS as LR_SEARCH_STEPS
+from selfsup.train.lr_search import restore_into, search_lr, snapshot
 
 METRICS = "metrics.jsonl"
 
@@ -156,13 +158,15 @@ def _train(
     seq_len = data.seq_len
     vocab_size = max(len(tokenizer), data.vocab_size)
 
-    t = _prepare_trainee(recipe, world, tokenizer_dir, ids, vocab_size, seq_len, device, amp_dtype)
-    model, wrapped, optimizer, objective, loss_of = t.model, t.wrapped, t.optimizer, t.objective, t.loss_of
+    auto_lr = cfg.lr == AUTO
+    if auto_lr:  # the optimizer is built again for the chosen rate, before its first real step
+        cfg = _with_peak_lr(cfg, FALLBACK_LR)
+    t = _prepare_trainee(recipe, cfg, world, tokenizer_dir, ids, vocab_size, seq_len, device, amp_dtype)
+    model, wrapped, optimizer, objective = t.model, t.wrapped, t.optimizer, t.objective
     n_params = t.n_params
 
     global_batch = cfg.batch_size * cfg.grad_accum
     tokens_per_step = global_batch * seq_len
-    budget = Budget.from_config(cfg, tokens_per_step)  # the run's length and learning rate (budget.py)
 
     order = DataOrder(seed=cfg.seed, n_blocks=len(data))
     guard = NonFiniteGuard(limit=cfg.max_nonfinite_in_a_row)
@@ -174,10 +178,6 @@ def _train(
         order = DataOrder.from_state(resumed["data"])
         guard.load_state_dict(resumed)
         clock.before = float(resumed.get("elapsed_s", 0.0))
-        replan = budget.load_state_dict(resumed)
-        if replan and world.is_main:
-            say(f"[yellow]{replan['reason']}: the run's length is planned again")
-            _append_metrics(run_dir / METRICS, {"step": step, **replan})
     if world.sum([step])[0] != step * world.size:
         raise StageFailure(f"the {world.size} processes resumed from different checkpoints; is {run_dir} on storage "
                            "every process sees? Run the same command again")
@@ -190,7 +190,7 @@ def _train(
         f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if t.compiled else ''}"
         f"{' (short-block attention)' if t.short_attention else ''}"
         f"{f' · {world.size} processes ({world.parallel})' if world.distributed else ''}"
-        f"{' · chunked head loss' if t.chunked_head else ''} · {cfg.schedule} schedule, {budget.describe()}"
+        f"{' · chunked head loss' if t.chunked_head else ''}"
     )
     layers = getattr(model.config, "num_hidden_layers", 0)
     hidden = getattr(model.config, "hidden_size", 0)
@@ -207,6 +207,23 @@ def _train(
         started = time.perf_counter()
         _append_metrics(run_dir / METRICS, {"step": 0, "tokens": 0, **tradeoff.measure(model)})  # the starting point
         eval_seconds = time.perf_counter() - started
+    lr_search = (resumed or {}).get("lr_search")
+    if auto_lr and lr_search is None:  # train/lr_search.py: a short range test from the base, then back to it
+        lr_search = _search_peak_lr(t, world, cfg, data, tradeoff, clock)
+        if world.is_main:
+            write_json_atomic(run_dir / "lr_search.json", lr_search)
+            _append_metrics(run_dir / METRICS, {"step": 0, "event": "lr_search", "lr": lr_search["chosen"]})
+    if auto_lr:
+        cfg = _with_peak_lr(recipe.train, lr_search["chosen"], recipe.model.base is not None)
+        if resumed is None:
+            t.optimizer = optimizer = _adamw(model, cfg, device)  # fresh: the search's moments are not carried
+    budget = Budget.from_config(cfg, tokens_per_step)  # the run's length and learning rate (budget.py)
+    replan = budget.load_state_dict(resumed) if resumed else None
+    if replan and world.is_main:
+        say(f"[yellow]{replan['reason']}: the run's length is planned again")
+        _append_metrics(run_dir / METRICS, {"step": step, **replan})
+    say(f"[cyan]peak lr {cfg.lr:g}{' (lr = auto: ' + lr_search['reason'] + ')' if lr_search else ''} · "
+        f"{cfg.schedule} schedule, {budget.describe()}")
     stop_requested = _install_stop_handlers()
     last_save_time = time.monotonic()
     interval_tokens, interval_start = 0, time.perf_counter()
@@ -217,7 +234,7 @@ def _train(
         return {
             "step": step, "tokens": tokens, "data": order.state_dict(), "elapsed_s": clock.elapsed(),
             "fingerprint": fingerprint, "objective": recipe.objective.name, "parameters": n_params,
-            **guard.state_dict(), **budget.state_dict(),
+            **guard.state_dict(), **budget.state_dict(), **({"lr_search": lr_search} if lr_search else {}),
         }
 
     def save() -> Path:
@@ -246,15 +263,20 @@ def _train(
         return None
 
     def plan_if_due(step_seconds: float) -> None:
-        """Fix a time budget's step count once the first steps are timed; every rank takes rank 0's plan."""
-        if not budget.needs_plan():
-            return
-        # validation runs eagerly, forward only: about half a compiled training step's time per row
-        val_seconds = step_seconds * cfg.eval_batches * cfg.batch_size / (2 * global_batch) if val is not None else 0.0
-        plan = budget.observe_step(step, step_seconds, clock.elapsed(), eval_seconds + val_seconds, cfg.eval_every)
+        """Fix a time budget's step count once the first steps are timed, and again if the machine slows
+        down before the cooldown; every rank takes rank 0's plan (budget.py)."""
+        if budget.needs_plan():
+            # validation runs eagerly, forward only: about half a compiled training step's time per row
+            val_seconds = step_seconds * cfg.eval_batches * cfg.batch_size / (2 * global_batch) if val is not None else 0.0
+            plan = budget.observe_step(step, step_seconds, clock.elapsed(), eval_seconds + val_seconds, cfg.eval_every)
+        else:
+            plan = budget.check_pace(step, step_seconds, clock.elapsed())
+        if world.distributed and budget.plan is not None:  # every rank checks at the same steps: agree on one plan
+            agreed = int(world.sum([budget.plan.total_steps if world.is_main else 0])[0])
+            if agreed != budget.plan.total_steps:
+                budget.plan.total_steps = agreed
         if plan is None:
             return
-        plan.total_steps = int(world.sum([plan.total_steps if world.is_main else 0])[0])
         say(f"[cyan]{budget.describe()}")
         if world.is_main:
             _append_metrics(run_dir / METRICS, {"step": step, "event": "time_plan", **budget.state_dict()["time_plan"]})
@@ -335,7 +357,8 @@ def _train(
         "tokens_per_s": _mean_throughput(run_dir / METRICS), "flops_per_token": flops_tok,
         "matmul_peak_flops": peak, "device": device.type, "stopped_by": reason,
         "checkpoint": str(final.relative_to(run_dir)), "resumed_from_step": resumed["step"] if resumed else None,
-        "skipped_nonfinite": guard.skipped_total, "schedule": cfg.schedule, **budget.state_dict(),
+        "skipped_nonfinite": guard.skipped_total, "schedule": cfg.schedule, "lr": cfg.lr, **budget.state_dict(),
+        **({"lr_search": lr_search} if lr_search else {}),
         "chunked_head_loss": t.chunked_head, "recipe": recipe.model_dump(mode="json", by_alias=True),
     }
     summary["mfu"] = summary["tokens_per_s"] * flops_tok / peak if peak else None
@@ -370,11 +393,10 @@ class _Trainee:
     chunked_head: bool
 
 
-def _prepare_trainee(recipe: Recipe, world: World, tokenizer_dir: Path, ids: dict, vocab_size: int, seq_len: int,
+def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids: dict, vocab_size: int, seq_len: int,
                      device: torch.device, amp_dtype) -> _Trainee:
     """Set-up: the base (or a preset from scratch), seeded so a resumed run rebuilds the same module, with
     the fastest pieces that give the same results here (compile, short-block attention, chunked head loss)."""
-    cfg = recipe.train
     torch.manual_seed(cfg.seed)
     if recipe.model.base is not None:
         model = load_base_for_training(recipe.model, recipe.objective.name, tokenizer_dir)  # + extension, LoRA
@@ -472,6 +494,65 @@ def _loss_function(objective, module: torch.nn.Module, *, compile_: bool, distri
         forward = torch.compile(module)
         return lambda batch: objective.compute_loss(forward, batch)
     return torch.compile(lambda batch: objective.compute_loss(module, batch))
+
+
+def _with_peak_lr(cfg, lr: float, continued: bool = True):
+    """[train] with a numeric peak rate (lr = "auto" resolved); embeddings at the continued-pretraining
+    ratio unless the recipe set embedding_lr."""
+    update = {"lr": lr}
+    if continued and "embedding_lr" not in cfg.model_fields_set:
+        update["embedding_lr"] = lr * CONTINUE_EMBEDDING_LR_RATIO
+    return cfg.model_copy(update=update)
+
+
+def _search_peak_lr(t: _Trainee, world: World, cfg, data, tradeoff, clock: _Clock) -> dict[str, Any]:
+    """lr = "auto": the range test of train/lr_search.py on this run's model, data and trade-off probe.
+
+    Test batches come from a data order of their own (seed + 1), so the run's own order is untouched;
+    every rank takes rank 0's choice (only rank 0 runs the probe)."""
+    order = DataOrder(seed=cfg.seed + 1, n_blocks=len(data))
+    global_batch = cfg.batch_size * cfg.grad_accum
+    fixed = Budget.from_config(cfg, global_batch * data.seq_len).fixed_steps
+    steps = max(2, min(LR_SEARCH_STEPS, (fixed or 10**9) // 30))
+    batches = []
+    for _ in range(steps):
+        indices, epoch, cursor = order.peek(global_batch)
+        order.commit(epoch, cursor)
+        batches.append(indices)
+    saved = snapshot(t.model)
+    step_times: list[float] = []
+    current: dict[str, Any] = {}
+
+    def restore() -> None:
+        restore_into(t.model, saved)
+        current["optimizer"] = _adamw(t.model, cfg, t.device)
+
+    def run_step(lr: float, i: int) -> None:
+        started = time.perf_counter()
+        for group in current["optimizer"].param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        trial = _Trainee(**{**t.__dict__, "optimizer": current["optimizer"]})
+        _optimizer_step(trial, world, cfg, data, batches[i], i, NonFiniteGuard(limit=10**9))
+        step_times.append(time.perf_counter() - started)
+
+    def probe() -> dict[str, float]:
+        scores = tradeoff.measure(t.model)
+        t.wrapped.train()
+        return scores
+
+    def planned_steps() -> int:
+        """The run's length: its fixed bound, or what the rest of its time budget holds at the test's step time."""
+        if fixed is not None:
+            return fixed
+        timed = sorted(step_times[1:] or step_times)  # the first step compiles
+        return max(1, int((cfg.max_minutes * 60 - clock.elapsed()) / timed[len(timed) // 2]))
+
+    result = search_lr(run_step, restore, probe, steps=steps, planned_steps=planned_steps)
+    result["chosen"] = world.sum([result["chosen"] if world.is_main else 0.0])[0]
+    say("[cyan]lr = auto[/]: " + ", ".join(
+        f"{r['lr']:g} → domain {r.get('domain_bpb', float('nan')):.4f}, general {r.get('general_bpb', float('nan')):.4f}"
+        for r in result["candidates"]) + f"; chose {result['chosen']:g} ({result['reason']})")
+    return result
 
 
 def _checkpoint_activations(model: torch.nn.Module) -> None:
