@@ -68,6 +68,9 @@ def test_chosen_only_where_it_is_faster_and_never_saved(tmp_path):
     assert not use_short_block_attention(_llama(), torch.device("cuda"), 256, compiled=True)
     model = _llama()
     assert use_short_block_attention(model, CPU, 256, compiled=True)
+    big = _llama()
+    big.config.num_hidden_layers = 30  # a real base's depth: 8 x 4 heads x 512² x 30 scores is past the limit
+    assert not use_short_block_attention(big, CPU, 512, compiled=True, batch_size=8)
     assert model.config._attn_implementation == SHORT_BLOCK_ATTENTION
     model.save_pretrained(tmp_path)
     assert SHORT_BLOCK_ATTENTION not in json.dumps(json.loads((tmp_path / "config.json").read_text()))

@@ -412,7 +412,7 @@ def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids
     if compile_ and (missing := compiler_missing(device)):
         say(f"[yellow][train] compile = true, but {missing}: training uncompiled (install g++ or set CXX to compile)")
         compile_ = False
-    short_attention = use_short_block_attention(model, device, seq_len, compile_)  # models/attention.py
+    short_attention = use_short_block_attention(model, device, seq_len, compile_, cfg.batch_size)  # models/attention.py
     objective = get_objective(recipe.objective, ids, vocab_size)
     chunked_head = _use_chunked_head(objective, model, world)  # models/chunked_loss.py: no full-vocabulary logits
     if not chunked_head:
