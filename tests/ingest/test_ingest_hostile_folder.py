@@ -280,9 +280,14 @@ def test_output_inside_the_source_is_not_ingested(tmp_path):
 
 
 def test_tree_deeper_than_the_recursion_limit(tmp_path):
-    """A folder nested deeper than Python's recursion limit is walked (the walk keeps its own stack)."""
+    """A folder nested deeper than Python's recursion limit is walked (the walk keeps its own stack).
+
+    The limit is set to CPython's default for the test: torch.compile, run by earlier tests, raises it
+    for the whole process, and a tree deeper than that would outgrow the file system's path length."""
     docs = tmp_path / "docs"
     levels = [docs]
+    previous_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
     for _ in range(sys.getrecursionlimit() + 50):  # pathlib's mkdir(parents=True) would recurse
         levels.append(levels[-1] / "d")
     for level in levels:
@@ -293,6 +298,7 @@ def test_tree_deeper_than_the_recursion_limit(tmp_path):
         manifest = ingest_sources([docs], tmp_path / "corpus", CorpusConfig(), progress=True)
         assert manifest["documents"] == 2 and manifest["files_seen"] == 2
     finally:  # shutil.rmtree recurses too: clean up bottom-up here
+        sys.setrecursionlimit(previous_limit)
         (levels[-1] / "bottom.txt").unlink()
         for level in reversed(levels[1:]):
             os.rmdir(level)
