@@ -350,7 +350,7 @@ def _train(
     final = last_ckpt if saved_at_this_step() else save()
     elapsed = clock.elapsed()
     summary = {
-        "objective": recipe.objective.name, "preset": recipe.model.preset,
+        "objective": recipe.objective.name, "preset": None if recipe.model.base else recipe.model.preset,
         "base": str(recipe.model.base) if recipe.model.base else None,
         "parameters": n_params, "precision": "bf16" if amp_dtype is torch.bfloat16 else "fp32",
         "compile": t.compiled, "steps": step, "tokens": tokens, "elapsed_s": elapsed,
