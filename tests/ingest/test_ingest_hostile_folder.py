@@ -290,15 +290,17 @@ def test_tree_deeper_than_the_recursion_limit(tmp_path):
     sys.setrecursionlimit(1000)
     for _ in range(sys.getrecursionlimit() + 50):  # pathlib's mkdir(parents=True) would recurse
         levels.append(levels[-1] / "d")
-    for level in levels:
-        os.mkdir(level)
-    (levels[-1] / "bottom.txt").write_text(MANUAL, encoding="utf-8")
-    (docs / "top.txt").write_text("At the top.", encoding="utf-8")
+    made = []
     try:
+        for level in levels:
+            os.mkdir(level)
+            made.append(level)
+        (levels[-1] / "bottom.txt").write_text(MANUAL, encoding="utf-8")
+        (docs / "top.txt").write_text("At the top.", encoding="utf-8")
         manifest = ingest_sources([docs], tmp_path / "corpus", CorpusConfig(), progress=True)
         assert manifest["documents"] == 2 and manifest["files_seen"] == 2
-    finally:  # shutil.rmtree recurses too: clean up bottom-up here
+    finally:  # shutil.rmtree (and pytest's clean-up of old temp folders) recurse: remove bottom-up here
         sys.setrecursionlimit(previous_limit)
-        (levels[-1] / "bottom.txt").unlink()
-        for level in reversed(levels[1:]):
+        (levels[-1] / "bottom.txt").unlink(missing_ok=True)
+        for level in reversed(made[1:]):
             os.rmdir(level)
