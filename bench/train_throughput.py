@@ -108,7 +108,6 @@ def run_ours(data: dict, objective: str, preset: str, steps: int, batch: int, co
 # ---- the real base: SmolLM2-135M (49k vocabulary) at 8×512, each side in its own process for its peak RSS ----
 
 REAL_SIDES = ("trainer_best", "ours", "ours_memory_saving")
-EXTRA_SIDES = ("ours_sdpa",)  # ours with SDPA instead of the short-block attention: its memory, for the notes
 
 
 def real_base_side(side: str, steps: int, batch: int) -> dict:
@@ -142,10 +141,6 @@ def real_base_side(side: str, steps: int, batch: int) -> dict:
                                      learning_rate=5e-5, bf16=True, torch_compile=True)
             Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[Clock()]).train()
         return {"tokens_per_s": steady_rate(stamps, batch * shards.seq_len), "peak_rss_gb": peak_rss_gb()}
-    if side == "ours_sdpa":
-        import selfsup.train.loop as loop
-
-        loop.use_short_block_attention = lambda *args: False
     recipe = Recipe.model_validate({
         "model": {"base": str(paths["base"])}, "objective": {"name": "clm"},
         "train": {"max_steps": steps, "batch_size": batch, "progress": False, "eval_every": 10 * steps,
@@ -184,7 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--real-base", action="store_true",
                         help="SmolLM2-135M at 8x512: our defaults vs the Trainer at its best, tokens/s and peak RSS")
-    parser.add_argument("--real-base-side", choices=REAL_SIDES + EXTRA_SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--real-base-side", choices=REAL_SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="tiny preset, few steps (~2 minutes)")
     parser.add_argument("--preset", default=None)
     parser.add_argument("--objective", default="clm", choices=["clm", "mlm"])

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from selfsup.models.lora import unwrap_lora
+
 IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 2**25  # logits per chunk (128 MB in fp32): small against the model, large enough for fast matmuls
 # Causal LM families whose logits are exactly lm_head(hidden): no soft-capping, scaling or bias.
@@ -92,7 +94,7 @@ def _loss_only(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
 
 def supports_chunked_head(model: torch.nn.Module) -> bool:
     """A causal LM whose logits are exactly `lm_head(backbone(...))` (checked by family and head)."""
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft LoRA: the HF model
+    target = unwrap_lora(model)
     config = getattr(target, "config", None)
     head = target.get_output_embeddings() if hasattr(target, "get_output_embeddings") else None
     return (
@@ -109,7 +111,7 @@ def supports_chunked_head(model: torch.nn.Module) -> bool:
 def chunked_causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """transformers' causal-LM loss (position t scored on token t+1, -100 ignored, mean over labelled
     positions) without the logits: the backbone's hidden states go through the chunked head loss."""
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target = unwrap_lora(model)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     hidden = target.model(**inputs).last_hidden_state  # (B, T, C); LoRA layers inside still apply
     labels = batch["labels"]

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from selfsup.models.lora import unwrap_lora
+
 IGNORE_INDEX = -100
 
 
@@ -54,7 +56,7 @@ def use_fused_causal_loss(model: torch.nn.Module, compiled: bool) -> bool:
     Models that compute their loss some other way (encoders, seq2seq, LoRA wrappers without the
     hook) keep theirs.
     """
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model  # under LoRA: the HF model
+    target = unwrap_lora(model)
     if not compiled or not hasattr(type(target), "loss_function") or not type(target).__name__.endswith("ForCausalLM"):
         return False
     target.loss_function = causal_lm_loss

@@ -40,6 +40,11 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
 }
 
 
+def unwrap_lora(model: torch.nn.Module) -> torch.nn.Module:
+    """The Hugging Face model under a peft LoRA wrapper (its adapters stay in place); any other model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def lora_targets(config: PretrainedConfig, given: list[str] | None) -> list[str]:
     """The module names that get adapters: the recipe's, else the family default."""
     if given:

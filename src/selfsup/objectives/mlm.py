@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import torch
 
+from selfsup.models.lora import unwrap_lora
 from selfsup.objectives.words import WordBoundaries, word_index
 
 IGNORE = -100
@@ -88,7 +89,7 @@ class MaskedLM:
         do: the same loss and gradients (tests/objectives/test_mlm.py), and on a small model,
         where the vocabulary projection is much of the compute, a much shorter step.
         """
-        model = model.get_base_model() if hasattr(model, "get_base_model") else model  # under LoRA: the HF model
+        model = unwrap_lora(model)
         head = _masked_lm_head(model) if self.predict_masked_only else None
         if head is None:
             return model(**batch).loss  # transformers' own loss: mean over labelled positions

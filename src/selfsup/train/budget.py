@@ -29,7 +29,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from selfsup.train.schedule import lr_at
+from selfsup.train.schedule import decay_start, lr_at
 
 DEFAULT_MAX_STEPS = 200  # when nothing bounds the run
 TIMED_STEPS_MIN = 3  # steps timed before a plan (after the first, which compiles)
@@ -56,7 +56,8 @@ class TimePlan:
 class Budget:
     """The run's bounds and its (saved) time plan; gives the rate of each step and says when to stop.
 
-    `fixed_steps` comes from max_steps / max_tokens (None when only minutes bound the run).
+    `fixed_steps` comes from max_steps / max_tokens (None when only minutes bound the run); `fixed_by`
+    names which of them set it.
     """
 
     peak_lr: float
@@ -66,20 +67,22 @@ class Budget:
     decay_fraction: float
     fixed_steps: int | None
     max_minutes: float | None
+    fixed_by: str = "max_steps"
     plan: TimePlan | None = None
     _step_seconds: list[float] = field(default_factory=list)
     _recent: list[float] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, cfg, tokens_per_step: int) -> Budget:
-        fixed = cfg.max_steps
+        fixed, fixed_by = cfg.max_steps, "max_steps"
         if cfg.max_tokens is not None:
             by_tokens = math.ceil(cfg.max_tokens / tokens_per_step)
-            fixed = min(fixed, by_tokens) if fixed else by_tokens
+            if fixed is None or by_tokens < fixed:
+                fixed, fixed_by = by_tokens, "max_tokens"
         if fixed is None and cfg.max_minutes is None:
             fixed = DEFAULT_MAX_STEPS
         return cls(peak_lr=cfg.lr, warmup=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio, schedule=cfg.schedule,
-                   decay_fraction=cfg.decay_fraction, fixed_steps=fixed, max_minutes=cfg.max_minutes)
+                   decay_fraction=cfg.decay_fraction, fixed_steps=fixed, max_minutes=cfg.max_minutes, fixed_by=fixed_by)
 
     @property
     def total_steps(self) -> int | None:
@@ -93,6 +96,13 @@ class Budget:
         """The rate for the update after `step` completed steps: a pure function of (step, plan)."""
         return lr_at(step, peak=self.peak_lr, warmup=self.warmup, total=self.total_steps, min_ratio=self.min_ratio,
                      kind=self.schedule, decay_fraction=self.decay_fraction)
+
+    def stop_reason(self, step: int) -> str | None:
+        """Which bound ends the run at `step` (None: go on); the wall clock itself is the loop's to watch."""
+        total = self.total_steps
+        if total is None or step < total:
+            return None
+        return "max_minutes" if self.plan is not None and total == self.plan.total_steps else self.fixed_by
 
     def needs_plan(self) -> bool:
         return self.max_minutes is not None and self.plan is None
@@ -133,9 +143,7 @@ class Budget:
         pace = statistics.median(self._recent)
         if _test_step_seconds():
             elapsed = step * pace
-        left = plan.total_steps - step
-        evals = plan.total_steps // plan.eval_every - step // plan.eval_every + 1
-        projected = elapsed + left * pace + evals * plan.eval_seconds
+        projected = elapsed + seconds_for(plan.total_steps - step, pace, plan.eval_seconds, plan.eval_every, step)
         if projected <= self.max_minutes * 60 * (1 + PACE_TOLERANCE):
             return None
         remaining = self.max_minutes * 60 * SAFETY - elapsed
@@ -146,10 +154,8 @@ class Budget:
         return self.plan
 
     def _decay_start(self) -> int:
-        total = self.total_steps or 0
-        if self.schedule == "wsd":
-            return total - max(1, round(self.decay_fraction * (total - self.warmup)))
-        return self.warmup  # cosine decays from the end of warmup: a new length would bend the curve
+        # cosine decays from the end of warmup, so a new length would bend its curve: no re-plan there
+        return decay_start(self.total_steps or 0, self.warmup, self.schedule, self.decay_fraction)
 
     def state_dict(self) -> dict[str, Any]:
         return {"time_plan": asdict(self.plan) if self.plan else None}
@@ -177,15 +183,16 @@ class Budget:
         return f"{self.total_steps} steps"
 
 
-def steps_that_fit(seconds: float, step_seconds: float, eval_seconds: float, eval_every: int, done: int) -> int:
-    """The most steps after `done` that fit in `seconds` with an evaluation every `eval_every`-th step
-    and one at the end (at least one step)."""
-    def cost(n: int) -> float:
-        return n * step_seconds + ((done + n) // eval_every - done // eval_every + 1) * eval_seconds
+def seconds_for(n: int, step_seconds: float, eval_seconds: float, eval_every: int, done: int) -> float:
+    """Wall time of `n` more steps after `done`: the steps, an evaluation every `eval_every`-th step and one at the end."""
+    return n * step_seconds + ((done + n) // eval_every - done // eval_every + 1) * eval_seconds
 
+
+def steps_that_fit(seconds: float, step_seconds: float, eval_seconds: float, eval_every: int, done: int) -> int:
+    """The most steps after `done` whose `seconds_for` fits in `seconds` (at least one step)."""
     n = int((seconds - eval_seconds) / (step_seconds + eval_seconds / eval_every)) + 1  # just above the answer
-    while n > 1 and cost(n) > seconds:  # the cost grows with n: step down to the largest that fits
-        n -= 1
+    while n > 1 and seconds_for(n, step_seconds, eval_seconds, eval_every, done) > seconds:
+        n -= 1  # the time grows with n: step down to the largest that fits
     return max(1, n)
 
 

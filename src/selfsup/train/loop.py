@@ -18,6 +18,7 @@ test-only hooks that let the tests kill, poison or fill the disk at an exact pla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -39,6 +40,7 @@ from selfsup.models import build_model, count_parameters, load_base_for_training
 from selfsup.models.attention import use_short_block_attention
 from selfsup.models.chunked_loss import supports_chunked_head
 from selfsup.models.fused_loss import use_fused_causal_loss
+from selfsup.models.lora import unwrap_lora
 from selfsup.models.param_groups import optimizer_param_groups
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
@@ -253,14 +255,7 @@ def _train(
         return last_ckpt is not None and last_ckpt.name == f"step-{step}"
 
     def done() -> str | None:
-        total = budget.total_steps
-        if total is not None and step >= total:
-            if budget.plan is not None and total == budget.plan.total_steps:
-                return "max_minutes"  # the planned length of a time budget
-            return "max_steps" if cfg.max_steps and step >= cfg.max_steps else ("max_tokens" if cfg.max_tokens else "max_steps")
-        if time_up:
-            return "max_minutes"
-        return None
+        return budget.stop_reason(step) or ("max_minutes" if time_up else None)
 
     def plan_if_due(step_seconds: float) -> None:
         """Fix a time budget's step count once the first steps are timed, and again if the machine slows
@@ -272,9 +267,7 @@ def _train(
         else:
             plan = budget.check_pace(step, step_seconds, clock.elapsed())
         if world.distributed and budget.plan is not None:  # every rank checks at the same steps: agree on one plan
-            agreed = int(world.sum([budget.plan.total_steps if world.is_main else 0])[0])
-            if agreed != budget.plan.total_steps:
-                budget.plan.total_steps = agreed
+            budget.plan.total_steps = int(world.sum([budget.plan.total_steps if world.is_main else 0])[0])
         if plan is None:
             return
         say(f"[cyan]{budget.describe()}")
@@ -330,8 +323,7 @@ def _train(
                         "warmup_steps or check the data, then run again (add --fresh to start over)."
                     )
                 if val is not None and (step % cfg.eval_every == 0 or done()):
-                    eager_loss = lambda batch: objective.compute_loss(wrapped, batch)  # noqa: E731 no recompile for eval
-                    val_loss = validation_loss(wrapped, eager_loss, objective, val, cfg, device, amp_dtype)
+                    val_loss = validation_loss(wrapped, objective, val, cfg, device, amp_dtype)
                     if world.is_main:
                         _append_metrics(run_dir / METRICS, {"step": step, "val_loss": val_loss, "tokens": tokens,
                                                             **tradeoff.measure(model)})
@@ -465,8 +457,9 @@ def _optimizer_step(t: _Trainee, world: World, cfg, data, indices: np.ndarray, s
 
 
 @torch.no_grad()
-def validation_loss(module, loss_of, objective, val: TokenShards, cfg, device, amp_dtype) -> float:
-    """Mean loss over the first `eval_batches` validation micro-batches, with fixed masks."""
+def validation_loss(module, objective, val: TokenShards, cfg, device, amp_dtype) -> float:
+    """Mean loss over the first `eval_batches` validation micro-batches, with fixed masks; eager, so a
+    compiled training loss is not compiled again for evaluation."""
     module.eval()
     n = min(len(val), cfg.eval_batches * cfg.batch_size)
     losses = []
@@ -476,7 +469,7 @@ def validation_loss(module, loss_of, objective, val: TokenShards, cfg, device, a
         gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, -1, start))
         batch = {k: v.to(device) for k, v in objective.make_batch(blocks, gen).items()}
         with autocast(device, amp_dtype):
-            losses.append(loss_of(batch).float().item())
+            losses.append(objective.compute_loss(module, batch).float().item())
     return float(np.mean(losses))
 
 
@@ -531,8 +524,7 @@ def _search_peak_lr(t: _Trainee, world: World, cfg, data, tradeoff, clock: _Cloc
         started = time.perf_counter()
         for group in current["optimizer"].param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        trial = _Trainee(**{**t.__dict__, "optimizer": current["optimizer"]})
-        _optimizer_step(trial, world, cfg, data, batches[i], i, NonFiniteGuard(limit=10**9))
+        _optimizer_step(dataclasses.replace(t, optimizer=current["optimizer"]), world, cfg, data, batches[i], i, NonFiniteGuard(limit=10**9))
         step_times.append(time.perf_counter() - started)
 
     def probe() -> dict[str, float]:
@@ -558,7 +550,7 @@ def _search_peak_lr(t: _Trainee, world: World, cfg, data, tradeoff, clock: _Cloc
 def _checkpoint_activations(model: torch.nn.Module) -> None:
     """Recompute each layer's activations in the backward instead of keeping them (non-reentrant, so it
     composes with torch.compile and with LoRA's frozen inputs)."""
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target = unwrap_lora(model)
     if not getattr(target, "supports_gradient_checkpointing", False):
         raise UsageError(f"[train] activation_checkpointing: {type(target).__name__} does not support it; set it to false")
     target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -20,6 +20,13 @@ import math
 SCHEDULES = ("cosine", "wsd")
 
 
+def decay_start(total: int, warmup: int, kind: str, decay_fraction: float) -> int:
+    """The first step whose rate is below the peak: the end of warmup (cosine), or of the stable phase (wsd)."""
+    if kind == "wsd":
+        return total - max(1, round(decay_fraction * (total - warmup)))
+    return warmup
+
+
 def lr_at(
     step: int, *, peak: float, warmup: int, total: int | None, min_ratio: float,
     kind: str = "cosine", decay_fraction: float = 0.2,
@@ -31,11 +38,10 @@ def lr_at(
         return peak
     floor = peak * min_ratio
     if kind == "wsd":
-        decay_steps = max(1, round(decay_fraction * (total - warmup)))
-        start = total - decay_steps
+        start = decay_start(total, warmup, kind, decay_fraction)
         if step < start:
             return peak
-        progress = min(1.0, (step - start + 1) / decay_steps)  # the last step runs at the floor
+        progress = min(1.0, (step - start + 1) / (total - start))  # the last step runs at the floor
         return floor + (peak - floor) * (1.0 - math.sqrt(progress))
     if kind != "cosine":
         raise ValueError(f"unknown schedule {kind!r}; use one of {', '.join(SCHEDULES)}")
