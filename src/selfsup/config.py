@@ -189,8 +189,9 @@ class TrainConfig(Section):
     compile: bool = False
     activation_checkpointing: bool = Field(
         False, description="memory-saving mode: keep only each layer's input and recompute the rest in the backward "
-        "(~1/3 more compute, a fraction of the activation memory): for bases several times larger than the machine "
-        "would otherwise train",
+        "(~1/3 more compute, a fraction of the activation memory), and leave the CPU allocator at its defaults "
+        "(freed memory goes back to the system instead of being kept for the next step): for bases several times "
+        "larger than the machine would otherwise train",
     )
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp", description="with several processes (torchrun): ddp = a whole model per process; fsdp = parameters, "

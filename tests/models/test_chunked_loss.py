@@ -7,7 +7,12 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM
 
 from selfsup.models import chunked_loss
-from selfsup.models.chunked_loss import chunked_causal_lm_loss, linear_cross_entropy, supports_chunked_head
+from selfsup.models.chunked_loss import (
+    chunked_causal_lm_loss,
+    linear_cross_entropy,
+    summed_target_nll,
+    supports_chunked_head,
+)
 from selfsup.objectives.clm import document_causal_mask
 
 
@@ -80,3 +85,27 @@ def test_only_plain_causal_heads_are_taken():
     bert = BertForMaskedLM(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                       intermediate_size=64))
     assert not supports_chunked_head(bert)
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_summed_held_out_nll_equals_the_logits_cross_entropy(monkeypatch, bf16):
+    """Held-out scoring through the chunked head gives transformers' summed cross-entropy over the
+    labelled targets, with padding masked out and a ragged last chunk; an unqualified model falls
+    back to its logits with the same value."""
+    monkeypatch.setattr(chunked_loss, "CHUNK_ELEMENTS", 300 * 5)
+    model = _llama(tied=True).eval()
+    ids = torch.randint(5, 300, (2, 13))
+    attn = torch.ones_like(ids)
+    attn[1, 9:] = 0
+    targets = torch.randint(5, 300, (2, 13))
+    targets[1, 9:] = -100
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=ids, attention_mask=attn).logits.float()
+        got = summed_target_nll(model, ids, attn, targets)
+    want = torch.nn.functional.cross_entropy(logits.reshape(-1, 300), targets.reshape(-1), ignore_index=-100,
+                                             reduction="sum")
+    assert got == pytest.approx(float(want), rel=1e-2 if bf16 else 1e-5)
+    monkeypatch.setattr(chunked_loss, "supports_chunked_head", lambda m: False)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        fallback = summed_target_nll(model, ids, attn, targets)
+    assert fallback == pytest.approx(float(want), rel=1e-2 if bf16 else 1e-5)

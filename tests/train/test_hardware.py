@@ -45,3 +45,12 @@ def test_gpu_runs_leave_the_allocator_alone():
     with reuse_freed_memory(torch.device("meta")) as active:
         assert not active
         assert _mmapped_blocks_while_holding(64) >= 1
+
+
+def test_memory_saving_mode_leaves_the_allocator_alone():
+    """Not enabled (activation checkpointing on), a 64 MB buffer is still mmapped and given back when freed:
+    the kept heap would cost memory there and win no speed."""
+    before = _mmapped_blocks_while_holding(64)
+    with reuse_freed_memory(torch.device("cpu"), enabled=False) as active:
+        assert not active
+        assert _mmapped_blocks_while_holding(64) == before

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from selfsup.models.chunked_loss import summed_target_nll
 from selfsup.train.hardware import autocast
 
 IGNORE = -100
@@ -100,11 +100,8 @@ def score_clm(model, seqs: list[list[int]], n_bytes: int, *, seq_len: int, batch
             ids[row, : len(inp)] = torch.tensor(inp)
             labels[row, : len(tgt)] = torch.tensor(tgt)
             attn[row, : len(inp)] = 1
-        with autocast(device, amp_dtype):
-            logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
-        nll += F.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), labels.to(device).reshape(-1), ignore_index=IGNORE, reduction="sum"
-        ).item()
+        with autocast(device, amp_dtype):  # models/chunked_loss.py: no full-vocabulary fp32 logits where it can
+            nll += summed_target_nll(model, ids.to(device), attn.to(device), labels.to(device))
         count += int((labels != IGNORE).sum())
     return Score(nll=nll, tokens=count, bytes=n_bytes, documents=len(seqs))
 

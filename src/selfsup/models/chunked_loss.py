@@ -80,6 +80,11 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
 
 
 def _loss_only(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return _summed_nll(hidden, weight, targets, dtype) / (targets != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def _summed_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Σ over labelled rows of −ln softmax(hidden @ weightᵀ)[target], chunk by chunk, without gradients."""
     valid_all = targets != IGNORE_INDEX
     w = weight.to(dtype)
     chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
@@ -89,7 +94,29 @@ def _loss_only(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
         valid = valid_all[start : start + chunk]
         picked = logits.gather(1, torch.where(valid, targets[start : start + chunk], 0)[:, None]).squeeze(1)
         total += torch.where(valid, torch.logsumexp(logits, dim=-1) - picked, 0.0).sum()
-    return total / valid_all.sum().clamp(min=1)
+    return total
+
+
+@torch.no_grad()
+def summed_target_nll(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      targets: torch.Tensor) -> float:
+    """Σ −ln p(targets[b, t] | input_ids[b, ≤t]) over targets ≠ -100 (targets already shifted).
+
+    Held-out scoring at a 49k vocabulary made a (B, T, V) fp32 copy of the logits and their
+    log-softmax: 1.6 GB at 8×512, the peak of a whole SmolLM2 training run when the trade-off
+    probe ran after the last step. Where the head qualifies it goes chunk by chunk instead.
+    """
+    if not supports_chunked_head(model):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return float(torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"))
+    target = unwrap_lora(model)
+    hidden = target.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    device_type = hidden.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+    with torch.autocast(device_type, enabled=False):
+        return float(_summed_nll(hidden.reshape(-1, hidden.shape[-1]), target.get_output_embeddings().weight,
+                                 targets.reshape(-1), dtype))
 
 
 def supports_chunked_head(model: torch.nn.Module) -> bool:

@@ -110,7 +110,7 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 @contextlib.contextmanager
-def reuse_freed_memory(device: torch.device) -> Iterator[bool]:
+def reuse_freed_memory(device: torch.device, enabled: bool = True) -> Iterator[bool]:
     """While training on the CPU, large tensors are served from memory freed a moment ago.
 
     Every step allocates and frees the same large buffers (logits, attention, activations:
@@ -120,9 +120,15 @@ def reuse_freed_memory(device: torch.device) -> Iterator[bool]:
     13.9k tokens/s). With mmap off and trimming deferred, freed blocks stay in the heap and the
     next step reuses them. The settings are put back afterwards and the kept memory is returned
     (malloc_trim), so later stages of the same process see the usual allocator. Yields whether
-    the setting took effect (False off glibc, or on a GPU where this does not matter).
+    the setting took effect (False off glibc, on a GPU where this does not matter, or when not
+    `enabled`).
+
+    The price is memory: the kept heap fragments. On SmolLM2-135M at 8×512 (compiled) a step's
+    peak RSS is 6.2 GB this way against 5.5 GB with glibc's defaults, for 750 against 630
+    tokens/s. With activation checkpointing the speed is the same either way (480 tokens/s)
+    and the peak 5.0 against 4.7 GB, so the memory-saving mode passes `enabled=False`.
     """
-    libc = _glibc() if device.type == "cpu" else None
+    libc = _glibc() if device.type == "cpu" and enabled else None
     if libc is None:
         yield False
         return
