@@ -19,6 +19,7 @@ is the relative fall of held-out domain bits/byte from the base; `lift_ratio` = 
     python bench/lift.py --quick                       # sqlite3-doc, 4-minute budget per side, ~15 minutes
     python bench/lift.py --corpus sqlite --minutes 17  # the budget
     python bench/lift.py --corpus git --minutes 17
+    python bench/lift.py --quick --variant train.select='"learnable"'   # a third side: our defaults + this
 
 Inputs are fetched once into the cache (`SELFSUP_BENCH_CACHE`): the Debian packages with
 `apt-get download` (unpacked with `dpkg-deb -x`, no scripts run) and the base from the installed
@@ -255,30 +256,33 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4-minute budget, smaller evaluation")
     parser.add_argument("--set", action="append", default=[], metavar="train.KEY=VALUE",
                         help="a [train] value for our side instead of the default (TOML syntax), to compare settings")
+    parser.add_argument("--variant", action="append", default=[], metavar="train.KEY=VALUE",
+                        help="also train a third side, `variant`: our side with these [train] values, in the same run")
     parser.add_argument("--reuse-baseline", action="store_true",
                         help="exploring settings: reuse the last baseline run of this corpus and budget")
-    parser.add_argument("--side", choices=["baseline", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["baseline", "ours", "variant"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     minutes = args.minutes or (4.0 if args.quick else 17.0)
     paths = prepare(args.corpus)
     if args.side:  # a child process: train one side, write its figures
         result = (side_baseline(paths, minutes, args.out) if args.side == "baseline"
-                  else side_ours(paths, minutes, args.out, parse_settings(args.set)))
+                  else side_ours(paths, minutes, args.out, parse_settings(args.set + args.variant)))
         (args.out / "side.json").write_text(json.dumps(result))
         return
 
     work = paths["root"] / f"runs-{minutes:g}min"
-    print(f"lift: SmolLM2-135M on {args.corpus}, {minutes:g} minutes per side, {' '.join(args.set) or 'defaults'}",
-          flush=True)
+    print(f"lift: SmolLM2-135M on {args.corpus}, {minutes:g} minutes per side, {' '.join(args.set) or 'defaults'}"
+          f"{'; variant: ' + ' '.join(args.variant) if args.variant else ''}", flush=True)
     sides = {}
-    for side in ("baseline", "ours"):
+    for side in ("baseline", "ours", *(["variant"] if args.variant else [])):
         reuse = work / side / "side.json"
         if side == "baseline" and args.reuse_baseline and reuse.exists():
             print(f"  baseline: reusing {reuse} (not a same-run comparison)", flush=True)
             sides[side] = json.loads(reuse.read_text())
         else:
-            sides[side] = run_side(side, args.corpus, minutes, work / side, args.set)
+            extra = args.variant if side == "variant" else []
+            sides[side] = run_side(side, args.corpus, minutes, work / side, args.set + extra)
     domain_tokens, general_tokens = (16_000, 8_000) if args.quick else (48_000, 24_000)
     scores = score_models(paths, {"base": str(paths["base"]), **{s: sides[s]["model"] for s in sides}},
                           domain_tokens, general_tokens)
@@ -295,6 +299,9 @@ def main() -> None:
         "tokens_ratio": sides["ours"]["tokens"] / sides["baseline"]["tokens"],
         "sides": {s: {**sides[s], **scores[s]} for s in sides},
     }
+    if "variant" in sides:
+        result.update({"variant": args.variant, "variant_lift_ratio": lift["variant"] / lift["baseline"]
+                       if lift["baseline"] > 0 else math.inf, "variant_forgetting": forgetting["variant"]})
     print(f"{'side':<9} {'domain bpb':>10} {'lift':>7} {'general bpb':>11} {'forget':>7} {'tokens':>8} "
           f"{'tok/s':>6} {'RSS GB':>6}")
     print(f"{'base':<9} {base['domain']:>10.4f} {'':>7} {base['general']:>11.4f}")
@@ -304,6 +311,9 @@ def main() -> None:
               f"{forgetting[s]:>+7.1%} {d['tokens']:>8,} {d['tokens_per_s']:>6.0f} {d['peak_rss_gb']:>6.2f}")
     print(f"lift_ratio {result['lift_ratio']:.2f} (target >= 2.0), forgetting {result['forgetting']:+.1%} "
           f"(target <= +2%), tokens/s {result['tokens_per_s_ratio']:.2f}x, peak RSS {result['peak_rss_ratio']:.2f}x")
+    if "variant" in sides:
+        print(f"variant ({' '.join(args.variant)}): lift_ratio {result['variant_lift_ratio']:.2f}, "
+              f"forgetting {result['variant_forgetting']:+.1%}")
     emit(result)
 
 

@@ -10,7 +10,7 @@ from selfsup.models import chunked_loss
 from selfsup.models.chunked_loss import (
     chunked_causal_lm_loss,
     linear_cross_entropy,
-    summed_target_nll,
+    target_nll,
     supports_chunked_head,
 )
 from selfsup.objectives.clm import document_causal_mask
@@ -101,11 +101,11 @@ def test_summed_held_out_nll_equals_the_logits_cross_entropy(monkeypatch, bf16):
     targets[1, 9:] = -100
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         logits = model(input_ids=ids, attention_mask=attn).logits.float()
-        got = summed_target_nll(model, ids, attn, targets)
+        got = float(target_nll(model, {"input_ids": ids, "attention_mask": attn}, targets).sum())
     want = torch.nn.functional.cross_entropy(logits.reshape(-1, 300), targets.reshape(-1), ignore_index=-100,
                                              reduction="sum")
     assert got == pytest.approx(float(want), rel=1e-2 if bf16 else 1e-5)
     monkeypatch.setattr(chunked_loss, "supports_chunked_head", lambda m: False)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        fallback = summed_target_nll(model, ids, attn, targets)
+        fallback = float(target_nll(model, {"input_ids": ids, "attention_mask": attn}, targets).sum())
     assert fallback == pytest.approx(float(want), rel=1e-2 if bf16 else 1e-5)

@@ -127,3 +127,26 @@ def test_activation_checkpointing_trains_to_the_same_weights(prepared, tmp_path)
     from selfsup.train import train_fingerprint
 
     assert train_fingerprint(plain, "d", "t") == train_fingerprint(saving, "d", "t")
+
+
+def test_the_activation_budget_is_set_while_training_only(prepared, tmp_path, monkeypatch):
+    """The compiled step keeps `activation_memory_budget` of its activations (a tenth in memory-saving mode);
+    torch's setting is process-wide, so it is back to its value once the run ends, and the budget is not
+    part of the fingerprint."""
+    import selfsup.train.loop as loop
+
+    seen = []
+    original = loop._train
+    monkeypatch.setattr(loop, "_train", lambda *a, **k: seen.append(torch._functorch.config.activation_memory_budget)
+                        or original(*a, **k))
+    before = torch._functorch.config.activation_memory_budget
+    recipe = small_recipe([prepared["docs"]], max_steps=1, activation_memory_budget=0.65)
+    train(prepared["shards"], prepared["tokenizer"], tmp_path / "a", recipe, fingerprint="fp")
+    saving = recipe.model_copy(deep=True)
+    saving.train.activation_checkpointing = True
+    train(prepared["shards"], prepared["tokenizer"], tmp_path / "b", saving, fingerprint="fp")
+    assert seen == [0.65, loop.MEMORY_SAVING_BUDGET]
+    assert torch._functorch.config.activation_memory_budget == before
+    from selfsup.train import train_fingerprint
+
+    assert train_fingerprint(recipe, "d", "t") == train_fingerprint(small_recipe([prepared["docs"]], max_steps=1), "d", "t")

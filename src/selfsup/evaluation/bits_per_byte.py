@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from selfsup.models.chunked_loss import summed_target_nll
+from selfsup.models.chunked_loss import target_nll
 from selfsup.train.hardware import autocast
 
 IGNORE = -100
@@ -101,7 +101,7 @@ def score_clm(model, seqs: list[list[int]], n_bytes: int, *, seq_len: int, batch
             labels[row, : len(tgt)] = torch.tensor(tgt)
             attn[row, : len(inp)] = 1
         with autocast(device, amp_dtype):  # models/chunked_loss.py: no full-vocabulary fp32 logits where it can
-            nll += summed_target_nll(model, ids.to(device), attn.to(device), labels.to(device))
+            nll += float(target_nll(model, {"input_ids": ids.to(device), "attention_mask": attn.to(device)}, labels.to(device)).sum())
         count += int((labels != IGNORE).sum())
     return Score(nll=nll, tokens=count, bytes=n_bytes, documents=len(seqs))
 

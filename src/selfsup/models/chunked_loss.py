@@ -80,43 +80,44 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
 
 
 def _loss_only(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return _summed_nll(hidden, weight, targets, dtype) / (targets != IGNORE_INDEX).sum().clamp(min=1)
+    return _position_nll(hidden, weight, targets, dtype).sum() / (targets != IGNORE_INDEX).sum().clamp(min=1)
 
 
-def _summed_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Σ over labelled rows of −ln softmax(hidden @ weightᵀ)[target], chunk by chunk, without gradients."""
+def _position_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(N,) −ln softmax(hidden @ weightᵀ)[target] per row (0 where ignored), chunk by chunk, without gradients."""
     valid_all = targets != IGNORE_INDEX
     w = weight.to(dtype)
     chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
-    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    out = torch.zeros(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     for start in range(0, hidden.shape[0], chunk):
         logits = (hidden[start : start + chunk].to(dtype) @ w.T).float()
         valid = valid_all[start : start + chunk]
         picked = logits.gather(1, torch.where(valid, targets[start : start + chunk], 0)[:, None]).squeeze(1)
-        total += torch.where(valid, torch.logsumexp(logits, dim=-1) - picked, 0.0).sum()
-    return total
+        out[start : start + chunk] = torch.where(valid, torch.logsumexp(logits, dim=-1) - picked, 0.0)
+    return out
 
 
 @torch.no_grad()
-def summed_target_nll(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      targets: torch.Tensor) -> float:
-    """Σ −ln p(targets[b, t] | input_ids[b, ≤t]) over targets ≠ -100 (targets already shifted).
+def target_nll(model: torch.nn.Module, inputs: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+    """(B, T) −ln p(targets[b, t] | inputs up to t), 0 where targets = -100 (targets already shifted).
 
     Held-out scoring at a 49k vocabulary made a (B, T, V) fp32 copy of the logits and their
     log-softmax: 1.6 GB at 8×512, the peak of a whole SmolLM2 training run when the trade-off
     probe ran after the last step. Where the head qualifies it goes chunk by chunk instead.
+    `inputs` are the model's keyword inputs (input_ids, attention_mask, position_ids).
     """
     if not supports_chunked_head(model):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return float(torch.nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"))
+        logits = model(**inputs).logits.float()
+        return torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none")
     target = unwrap_lora(model)
-    hidden = target.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    hidden = target.model(**inputs).last_hidden_state
     device_type = hidden.device.type
     dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
     with torch.autocast(device_type, enabled=False):
-        return float(_summed_nll(hidden.reshape(-1, hidden.shape[-1]), target.get_output_embeddings().weight,
-                                 targets.reshape(-1), dtype))
+        nll = _position_nll(hidden.reshape(-1, hidden.shape[-1]), target.get_output_embeddings().weight,
+                            targets.reshape(-1), dtype)
+    return nll.reshape(targets.shape)
 
 
 def supports_chunked_head(model: torch.nn.Module) -> bool:

@@ -170,6 +170,7 @@ def training_section(inputs: ReportInputs) -> dict[str, Any]:
         ("peak learning rate", _peak_lr_fact(run)),
         ("schedule", _schedule_fact(run)),
         ("stopped by", run.get("stopped_by")),
+        ("data selection", _selection_fact(run)),
     ]
     out["facts"] = [(k, v) for k, v in facts if v not in (None, "", DASH)] if run else []
 
@@ -214,6 +215,19 @@ def _peak_lr_fact(run: dict[str, Any]) -> str | None:
         for c in search.get("candidates", []) if _finite(c.get("lr"))
     )
     return f"{lr:g}, chosen by lr = \"auto\" ({search.get('reason', '')}) from {tried}"
+
+
+def _selection_fact(run: dict[str, Any]) -> str | None:
+    """[train] select: what the base scored, what was left out and why, and what the run trained on."""
+    sel = _dict(run.get("selection"))
+    if not sel:
+        return None
+    where = "the scored blocks that passed" if sel.get("only_scored") else "every block but those left out"
+    return (f"the base scored {fmt_int(sel.get('scored'))} of {fmt_int(sel.get('blocks'))} blocks "
+            f"({fmt_duration(sel.get('seconds'))}, first {fmt_int(sel.get('score_tokens'))} tokens each); left out "
+            f"{fmt_int(sel.get('left_out_known'))} it already predicts (below {fmt_float(sel.get('known_below_bpb'))} "
+            f"bits/byte) and {fmt_int(sel.get('left_out_random'))} near random (above "
+            f"{fmt_float(sel.get('random_above_bpb'))}); trained on {where}: {fmt_int(sel.get('kept'))} blocks")
 
 
 def _schedule_fact(run: dict[str, Any]) -> str | None:

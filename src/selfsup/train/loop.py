@@ -45,6 +45,7 @@ from selfsup.models.param_groups import optimizer_param_groups
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
 from selfsup.tokens import load_tokenizer, special_ids
+from selfsup.tokens.byte_lengths import token_byte_lengths
 from selfsup.train import faults
 from selfsup.train.checkpoint import CorruptCheckpoint, iter_checkpoints, load_checkpoint, save_checkpoint
 from selfsup.train.data_order import DataOrder
@@ -60,7 +61,9 @@ from selfsup.train.hardware import (
     pick_device,
     reuse_freed_memory,
 )
-from selfsup.train.budget import Budget
+from selfsup.train.budget import DEFAULT_MAX_STEPS, Budget
+from selfsup.train.selection import FILE as SELECTION_FILE
+from selfsup.train.selection import Selection, select_blocks
 from selfsup.train.lr_search import AUTO, FALLBACK as FALLBACK_LR, STEPS as LR_SEARCH_STEPS
 from selfsup.train.lr_search import restore_into, search_lr, snapshot
 
@@ -81,12 +84,13 @@ class Interrupted(Exception):
 def train_fingerprint(recipe: Recipe, shards_digest: str | None, tokenizer_digest: str | None) -> str:
     """What decides the weights: model, objective, optimisation settings and the data.
 
-    Logging cadence, progress bars, thread count and the time budget are left out, so changing
-    them neither invalidates a finished run nor blocks resuming one.
+    Logging cadence, progress bars, thread count, the time budget and what is recomputed rather than
+    kept (memory, not weights) are left out, so changing them neither invalidates a finished run nor
+    blocks resuming one.
     """
     t = recipe.train.model_dump(
         exclude={"progress", "log_every", "eval_every", "eval_batches", "checkpoint_every_steps", "activation_checkpointing",
-                 "checkpoint_every_minutes", "keep_checkpoints", "threads", "max_minutes",
+                 "activation_memory_budget", "checkpoint_every_minutes", "keep_checkpoints", "threads", "max_minutes",
                  "loss_spike_sigmas", "loss_spike_window", "parallel"}
     )
     return settings_hash("train", recipe.model, recipe.objective, t, shards_digest, tokenizer_digest)
@@ -131,12 +135,28 @@ def train(
     quiet = console.quiet
     console.quiet = quiet or not world.is_main  # one voice: rank 0 speaks for the run
     try:
-        return _train(world, shards_dir, tokenizer_dir, run_dir, recipe, fingerprint=fingerprint, fresh=fresh)
+        with torch._functorch.config.patch(activation_memory_budget=_activation_budget(recipe.train)):
+            return _train(world, shards_dir, tokenizer_dir, run_dir, recipe, fingerprint=fingerprint, fresh=fresh)
     except torch.distributed.DistError as exc:  # a collective inside DDP/FSDP found a peer gone
         raise peer_lost(exc) from exc
     finally:
         console.quiet = quiet
         close_world(world)
+
+
+MEMORY_SAVING_BUDGET = 0.1  # activation_checkpointing, compiled: keep a tenth of the activations
+
+
+def _activation_budget(cfg) -> float:
+    """The share of a compiled step's activations kept for the backward (torch's min-cut partitioner
+    recomputes the cheapest of the rest: norms and pointwise ops first, matmuls last).
+
+    Measured on SmolLM2-135M at 8×512, compiled (bench/train_throughput.py --real-base and a phase
+    probe): 1.0 keeps 6.2 GB at 745 tokens/s; 0.65 4.9 GB at 755; 0.5 4.4 GB at 700. The memory-saving
+    mode keeps a tenth: 3.9 GB at 595 tokens/s, where recomputing whole layers (transformers'
+    gradient checkpointing) gave 4.7 GB at 460. Process-wide in torch, so set only while training.
+    """
+    return MEMORY_SAVING_BUDGET if cfg.activation_checkpointing else cfg.activation_memory_budget
 
 
 def _train(
@@ -185,6 +205,9 @@ def _train(
                            "every process sees? Run the same command again")
     if world.is_main:
         spikes.refill(_truncate_metrics(run_dir / METRICS, step))
+    selection = _selection(run_dir, world, t, data, cfg, resumed, tokenizer, vocab_size, tokens_per_step)
+    if selection is not None and resumed is None:  # the run's data order runs over the selected blocks
+        order = DataOrder(seed=cfg.seed, n_blocks=len(selection.kept))
 
     say(
         f"[bold]train[/] {recipe.objective.name} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
@@ -287,6 +310,8 @@ def _train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)  # embeddings: embedding_lr / lr (param_groups.py)
                 indices, next_epoch, next_cursor = order.peek(global_batch)
+                if selection is not None:
+                    indices = selection.kept[indices]
                 loss_value, grad_norm, applied = _optimizer_step(t, world, cfg, data, indices, step, guard)
                 order.commit(next_epoch, next_cursor)
                 step += 1
@@ -352,6 +377,7 @@ def _train(
         "checkpoint": str(final.relative_to(run_dir)), "resumed_from_step": resumed["step"] if resumed else None,
         "skipped_nonfinite": guard.skipped_total, "schedule": cfg.schedule, "lr": cfg.lr, **budget.state_dict(),
         **({"lr_search": lr_search} if lr_search else {}),
+        **({"selection": selection.summary()} if selection is not None else {}),
         "chunked_head_loss": t.chunked_head, "recipe": recipe.model_dump(mode="json", by_alias=True),
     }
     summary["mfu"] = summary["tokens_per_s"] * flops_tok / peak if peak else None
@@ -399,12 +425,12 @@ def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids
             special_ids=ids, dropout=recipe.model.dropout,
         )
     model.to(device)
-    if cfg.activation_checkpointing:
-        _checkpoint_activations(model)
     compile_ = cfg.compile
     if compile_ and (missing := compiler_missing(device)):
         say(f"[yellow][train] compile = true, but {missing}: training uncompiled (install g++ or set CXX to compile)")
         compile_ = False
+    if cfg.activation_checkpointing and not compile_:  # compiled, the partitioner recomputes (_activation_budget)
+        _checkpoint_activations(model)
     short_attention = use_short_block_attention(model, device, seq_len, compile_, cfg.batch_size)  # models/attention.py
     objective = get_objective(recipe.objective, ids, vocab_size)
     chunked_head = _use_chunked_head(objective, model, world)  # models/chunked_loss.py: no full-vocabulary logits
@@ -497,6 +523,29 @@ def _with_peak_lr(cfg, lr: float, continued: bool = True):
     if continued and "embedding_lr" not in cfg.model_fields_set:
         update["embedding_lr"] = lr * CONTINUE_EMBEDDING_LR_RATIO
     return cfg.model_copy(update=update)
+
+
+def _selection(run_dir: Path, world: World, t: _Trainee, data, cfg, resumed, tokenizer, vocab_size: int,
+               tokens_per_step: int) -> Selection | None:
+    """[train] select: the blocks this run trains on (train/selection.py). Chosen once, by rank 0 from the
+    base's scores, and saved; every other rank and every resume reads the saved choice."""
+    if cfg.select == "none":
+        return None
+    if resumed is None and world.is_main:
+        byte_lengths = token_byte_lengths(tokenizer)
+        byte_lengths = np.pad(byte_lengths, (0, max(0, vocab_size - len(byte_lengths))))
+        chosen = select_blocks(t.model, data, cfg, seed=cfg.seed, tokens_per_step=tokens_per_step,
+                               default_steps=DEFAULT_MAX_STEPS, byte_lengths=byte_lengths,
+                               eos_id=special_ids(tokenizer)["eos"], device=t.device, amp_dtype=t.amp_dtype)
+        chosen.save(run_dir)
+        _append_metrics(run_dir / METRICS, {"step": 0, "event": "selection", **chosen.summary()})
+    world.barrier()
+    selection = Selection.load(run_dir)
+    if selection is None:
+        raise StageFailure(f"[train] select is set but {run_dir / SELECTION_FILE} is missing, so the resumed run "
+                           "cannot train on the blocks it chose; run again with --fresh")
+    say(f"[cyan]{selection.describe()}")
+    return selection
 
 
 def _search_peak_lr(t: _Trainee, world: World, cfg, data, tradeoff, clock: _Clock) -> dict[str, Any]:
