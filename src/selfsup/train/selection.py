@@ -8,7 +8,7 @@ scores blocks before the first step, by bits per byte (so the score does not dep
 the tokens are), and the run leaves out the fifth it knows best and the 2% that look random.
 
 Scoring costs a forward pass. To keep it to about a tenth of the budget, only the first
-`SCORE_TOKENS` of a block are scored (in the order the run would visit them, so the scored
+`SCORE_TOKENS` of a block are scored (in a seeded shuffle of the domain blocks, so the scored
 blocks are a uniform sample), and scoring stops at the cost cap: a tenth of `max_minutes`, or
 as many tokens as a tenth of the planned training would cost (a forward is about a third of a
 training step). At 128 of 512 tokens that scores ~1.2× the blocks the run will train on, so
@@ -157,7 +157,7 @@ def select_blocks(model, data, cfg, *, seed: int, tokens_per_step: int, default_
     planned_tokens, seconds = scoring_limits(cfg, tokens_per_step, default_steps)
     per_block = FORWARD_SHARE * min(SCORE_TOKENS, data.seq_len)  # a scored block's cost in training tokens
     max_blocks = math.ceil(COST_FRACTION * planned_tokens / per_block) if planned_tokens else None
-    candidates = epoch_permutation(seed, 0, n_domain)  # the order the run would visit them: a uniform sample
+    candidates = epoch_permutation(seed, 0, n_domain)  # seeded and shuffled: any prefix is a uniform sample
     bpb, score_rate = score_blocks(model, data, candidates, byte_lengths, eos_id, device, amp_dtype, max_blocks, seconds)
     scored = candidates[: len(bpb)]
     if len(bpb) == 0:
