@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 WORKDIR ?= demo-work
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench check-gguf install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ RUNS ?= 3
 bench: install $(VENV)/.base-model
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/table.py $(QUICK) --runs $(RUNS)
+
+# llama.cpp itself runs what GGUF export writes: builds llama-cpp-python from PyPI (minutes), runs its
+# tests, then exports the SmolLM2-135M run bench/lift.py left and compares llama.cpp's greedy output.
+check-gguf: install
+	$(BIN)/pip install --quiet llama-cpp-python
+	$(BIN)/python -m pytest -q tests/export/test_gguf_llama_cpp.py
+	$(BIN)/python bench/check_gguf.py
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .pytest_cache

@@ -63,3 +63,20 @@ def test_debug_shows_traceback(tmp_path):
 def test_unknown_verb_is_usage_error():
     """A mistyped verb is a usage error (exit 2)."""
     assert selfsup("trian").returncode == 2
+
+
+def test_export_refuses_a_k_quant_with_the_command_that_makes_one(tmp_path):
+    """`selfsup export RUN --format gguf --quant q4_k_m` stops before any work (exit 2) and gives the
+    llama-quantize command to run on the f16 file."""
+    out = selfsup("export", tmp_path / "run", "--format", "gguf", "--quant", "q4_k_m")
+    _assert_one_line_error(out, "--quant", "llama-quantize model/model-f16.gguf model/model-q4_k_m.gguf Q4_K_M")
+
+
+def test_messages_that_name_a_recipe_section_keep_its_brackets(tmp_path):
+    """The console reads `[word]` as markup: an error naming `[train] lr`, and the help naming
+    `[model] base`, must print the brackets (they are what the user searches the recipe for)."""
+    r = tmp_path / "r.toml"
+    r.write_text('[corpus]\nsources = ["."]\n[train]\nlr = -1\n')
+    _assert_one_line_error(selfsup("run", r, "--workdir", tmp_path / "w"), "[train]", "lr")
+    help_text = " ".join(selfsup("eval", "--help").stdout.split())
+    assert "[model] base" in help_text and "[eval] texts" in help_text

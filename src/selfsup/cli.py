@@ -16,11 +16,12 @@ from typing import Annotated, Optional
 import typer
 
 from selfsup.config import Recipe, load_recipe, recipe_from_dict
-from selfsup.console import console, say
+from selfsup.console import console, esc, say
 from selfsup.errors import SelfsupError, UsageError
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,  # help text is plain: "[model] base" must not be read as a style
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Turn a folder of your documents into a self-supervised language model, with proof of what it learned.",
@@ -126,7 +127,7 @@ def tokenizer(
     if from_dir is not None:
         recipe.tokenizer.from_dir = from_dir
     m = build_tokenizer(corpus, out, recipe, tokenizer_fingerprint(recipe, manifest_digest(corpus)))
-    _done(f"[green]tokenizer[/] with {m.get('vocab_size', '?'):,} tokens written to {out}")
+    _done(f"[green]tokenizer[/] with {m.get('vocab_size', '?'):,} tokens written to {esc(out)}")
 
 
 @app.command()
@@ -217,7 +218,7 @@ def eval_(
 
     recipe = _recipe_for_model(config, model)
     evaluate(model, corpus, tokenizer, shards, out, recipe)
-    _done(f"[green]wrote[/] {out}")
+    _done(f"[green]wrote[/] {esc(out)}")
 
 
 @app.command()
@@ -228,7 +229,7 @@ def report(
     """Work directory → report.html: curves, evaluation table, corpus audit, samples."""
     from selfsup.report import build_report
 
-    _done(f"[green]report[/] {build_report(workdir, out)}")
+    _done(f"[green]report[/] {esc(build_report(workdir, out))}")
 
 
 @app.command()
@@ -238,14 +239,31 @@ def export(
     out: Annotated[Path, typer.Option(help="HF model directory to write")] = Path("work/model"),
     eval_json: Annotated[Optional[Path], typer.Option("--eval", help="eval.json to quote in the model card")] = None,
     config: ConfigOpt = None,
+    format: Annotated[Optional[list[str]], typer.Option(
+        "--format", help="hf (always written), gguf: also model-<quant>.gguf + an Ollama Modelfile (repeatable)")] = None,
+    quant: Annotated[Optional[list[str]], typer.Option(
+        help="GGUF type: f16, bf16 or q8_0 (repeatable; default: [export] quant of the recipe, else q8_0)")] = None,
 ) -> None:
-    """Checkpoint → HF model directory (safetensors, tokenizer, model card), verified by reloading."""
+    """Checkpoint → HF model directory (safetensors, tokenizer, model card), verified by reloading;
+    with --format gguf also a GGUF file for llama.cpp / Ollama, verified by reading it back."""
     from selfsup.export import export_model
 
     recipe = _recipe_for_model(config, model)
+    if format or quant:
+        recipe = _with_export(recipe, format, quant)
     run_json = Path(model) / "run.json"
     summary = json.loads(run_json.read_text()) if run_json.is_file() else None
     export_model(model, tokenizer, out, recipe, eval_path=eval_json, run_summary=summary)
+
+
+def _with_export(recipe: Recipe, formats: list[str] | None, quants: list[str] | None) -> Recipe:
+    """The recipe with the command line's --format / --quant in [export], validated as the recipe would be."""
+    data = recipe.model_dump(mode="json")
+    if formats:
+        data["export"]["formats"] = ["hf", *dict.fromkeys(f for f in formats if f != "hf")]
+    if quants:
+        data["export"]["quant"] = quants
+    return recipe_from_dict(data, origin="the command line (--format / --quant)")
 
 
 def _recipe_for_model(config: Path | None, model: Path) -> Recipe:
@@ -266,9 +284,9 @@ def _print_result(result: dict, seconds: float) -> None:
     ran = [k for k, v in result["status"].items() if v == "ran"]
     console.print(
         f"\n[bold green]done[/] in {seconds:.0f}s ({len(ran)} stages ran, {len(result['status']) - len(ran)} skipped)\n"
-        f"  report: {Path(result['report']).resolve()}\n"
-        f"  model:  {Path(result['model']).resolve()}\n"
-        f"  eval:   {Path(result['eval']).resolve()}",
+        f"  report: {esc(Path(result['report']).resolve())}\n"
+        f"  model:  {esc(Path(result['model']).resolve())}\n"
+        f"  eval:   {esc(Path(result['eval']).resolve())}",
         soft_wrap=True,
     )
 
@@ -282,12 +300,12 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except Interrupted as exc:
-        say(f"[yellow]{exc}")
+        say(f"[yellow]{esc(exc)}")
         sys.exit(0)
     except SelfsupError as exc:
         if _debug["on"]:
             raise
-        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        console.print(f"[red]error:[/] {esc(exc)}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         console.print("[red]aborted")
@@ -301,5 +319,5 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _debug["on"]:
             raise
-        console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)", soft_wrap=True)
+        console.print(f"[red]error:[/] {type(exc).__name__}: {esc(exc)} (run with --debug for the traceback)", soft_wrap=True)
         sys.exit(1)

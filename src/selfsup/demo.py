@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from selfsup.config import Recipe, recipe_from_dict
-from selfsup.console import say
+from selfsup.console import esc, say
 from selfsup.errors import UsageError
 from selfsup.pipeline import run_pipeline
 from selfsup.sample_corpus import build_sample_corpus
@@ -49,7 +49,7 @@ def demo_base() -> Path:
 def run_demo(workdir: Path, *, fresh: bool = False, scratch: bool = False) -> dict[str, Any]:
     workdir = Path(workdir)
     corpus_dir = build_sample_corpus(workdir / "sample-corpus")
-    say(f"[bold]demo[/]: sample corpus in {corpus_dir}")
+    say(f"[bold]demo[/]: sample corpus in {esc(corpus_dir)}")
     recipe = demo_recipe(scratch)
     reference, stdlib = (corpus_dir / "reference").resolve(), (corpus_dir / "stdlib").resolve()
     if scratch:  # the two parts, not the folder: its completion marker is not a document
@@ -58,5 +58,5 @@ def run_demo(workdir: Path, *, fresh: bool = False, scratch: bool = False) -> di
         recipe.corpus.sources = [stdlib]
         recipe.eval.texts = [reference]
         recipe.model.base = demo_base()
-        say(f"[bold]demo[/]: continuing SmolLM2-135M ({recipe.model.base.name}) on the standard library's docs")
+        say(f"[bold]demo[/]: continuing SmolLM2-135M ({esc(recipe.model.base.name)}) on the standard library's docs")
     return run_pipeline(recipe, workdir, fresh=fresh)

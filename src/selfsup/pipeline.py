@@ -31,6 +31,7 @@ from selfsup.tokens.extend import extend_tokenizer
 from selfsup.tokens.train import RESERVED_TOKENS, reuse_tokenizer
 from selfsup.train import run_fingerprint, train
 from selfsup.train.replay import replay_shards_dir
+from selfsup.train.tracking import log_results, require_trackers
 from selfsup.workdir import Workdir
 
 STAGES = ("ingest", "tokenizer", "pack", "train", "eval", "export", "report")
@@ -77,6 +78,7 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     """
     if not recipe.corpus.sources:
         raise UsageError("[corpus] sources is empty; list the files or folders to learn from, e.g. sources = [\"docs/\"]")
+    require_trackers(recipe.train.report_to)  # a missing tracker package stops here, not after training
     wd = Workdir(Path(workdir))
     wd.root.mkdir(parents=True, exist_ok=True)
     state_path = wd.root / STATE_FILE
@@ -137,6 +139,8 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     fp = settings_hash("report", corpus_digest, shards_digest, run_digest, eval_digest, manifest_digest(wd.model))
     stage("report", fp, lambda: wd.report_html.exists() and state.get("report", {}).get("fingerprint") == fp,
           lambda: build_report(wd.root))
+    if status["report"] == "ran":  # the evaluation and the report into the run's trackers ([train] report_to)
+        log_results(wd.run, recipe.train.report_to, wd.eval_json, wd.report_html)
     return {"status": status, "report": str(wd.report_html), "model": str(wd.model), "eval": str(wd.eval_json)}
 
 

@@ -46,6 +46,32 @@ def test_plan_fills_the_budget_with_the_timed_steps_and_prices_in_evaluation():
     assert event["event"] == "replan" and changed.needs_plan()
 
 
+def _plan(minutes: float, eval_seconds: float, eval_every: int = 50, *, space: bool = True):
+    budget = Budget.from_config(TrainConfig(max_minutes=minutes, warmup_steps=5, schedule="wsd"), 4096)
+    for s in range(1, 6):
+        plan = budget.observe_step(s, 3.0, elapsed=s * 3.0, eval_seconds=eval_seconds, eval_every=eval_every,
+                                   space_evaluations=space)
+    return plan, budget
+
+
+def test_evaluations_on_the_way_cost_at_most_a_twentieth_of_a_time_budget_unless_the_recipe_says():
+    """A 4-minute budget with 18-second evaluations has no room for one on the way (5% is 12 s): the
+    plan evaluates only at the end and gives their time to steps. A 60-minute one (180 s: 10
+    evaluations) spaces them evenly. A recipe that sets eval_every keeps it; cheap evaluations keep
+    the default spacing (the plan only ever spaces them further apart)."""
+    short, budget = _plan(4, 18.0)
+    assert short.eval_every > short.total_steps and "evaluating at the end" in budget.describe()
+    kept, _ = _plan(4, 18.0, space=False)
+    assert kept.eval_every == 50 and short.total_steps > kept.total_steps  # 5 more steps in the same minutes
+    assert budget.eval_every(50) == short.eval_every
+
+    hour, _ = _plan(60, 18.0)
+    on_the_way = [s for s in range(1, hour.total_steps) if s % hour.eval_every == 0]
+    assert len(on_the_way) <= 10 and 18.0 * len(on_the_way) <= 0.05 * 3600
+    assert len(on_the_way) >= 9  # spread over the run, not bunched at its start
+    cheap, _ = _plan(60, 0.5)
+    assert cheap.eval_every == 50
+
 @pytest.mark.parametrize("schedule", ["wsd", "cosine"])
 def test_a_time_bounded_run_ends_at_its_plan_near_the_floor_rate(prepared, tmp_path, monkeypatch, schedule):
     """max_minutes alone: the run plans its length from timed steps, logs the plan, stops when the plan
@@ -83,9 +109,10 @@ def test_a_killed_time_planned_run_resumes_on_its_plan_with_the_same_weights(pre
     assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
 
 
-def test_a_machine_that_slows_down_is_replanned_before_the_cooldown_only():
-    """Steps that run twice as slow after the plan would overrun the budget: the length is planned again
-    from the recent pace while the wsd rate is flat, and not once the cooldown has begun."""
+def test_a_pace_that_changes_after_the_plan_is_replanned_before_the_cooldown_only():
+    """Steps that run twice as slow after the plan would overrun the budget, steps that run faster would
+    leave part of it unused: the length is planned again from the recent pace while the wsd rate is
+    flat, and not once the cooldown has begun."""
     budget = Budget.from_config(TrainConfig(max_minutes=10, warmup_steps=2, schedule="wsd", lr=1.0), 4096)
     for s in range(1, 5):
         budget.observe_step(s, 2.0, elapsed=2.0 * s, eval_seconds=0.0, eval_every=50)
@@ -97,6 +124,12 @@ def test_a_machine_that_slows_down_is_replanned_before_the_cooldown_only():
     assert replans[:2] == [None, None] and replans[3:] == [None, None]
     assert plan.replans == 1 and plan.planned_at_step == 32 and budget.plan is plan
     assert plan.total_steps == 32 + int((600 * 0.98 - 70) // 4) < first
+    faster = Budget.from_config(TrainConfig(max_minutes=10, warmup_steps=2, schedule="wsd", lr=1.0), 4096)
+    for s in range(1, 5):  # the first timed steps are slow (warming up); later ones take 1.5 s
+        faster.observe_step(s, 2.0, elapsed=2.0 * s, eval_seconds=0.0, eval_every=50)
+    ups = [faster.check_pace(s, 1.5, elapsed=8 + 1.5 * (s - 4)) for s in range(5, 10)]
+    assert ups[:4] == [None] * 4 and ups[4].replans == 1  # once the 5-step window is full
+    assert ups[4].total_steps == 9 + int((600 * 0.98 - 15.5) // 1.5) > first  # the time is not left unused
     late = Budget.from_config(TrainConfig(max_minutes=10, warmup_steps=2, schedule="wsd", lr=1.0), 4096)
     late.plan = plan
     assert all(late.check_pace(s, 8.0, elapsed=500.0) is None for s in range(plan.total_steps - 5, plan.total_steps))

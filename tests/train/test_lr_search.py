@@ -56,7 +56,7 @@ def auto_run(prepared, tmp_path_factory):
 
 
 def test_auto_lr_picks_a_candidate_records_it_and_trains_with_it(prepared, auto_run):
-    """The range test scores every candidate, the run trains at the chosen peak (embeddings at a tenth),
+    """The range test scores every candidate, the run trains at the chosen peak,
     and run.json, lr_search.json and metrics.jsonl record it."""
     root, recipe = auto_run
     summary = train(prepared["shards"], prepared["tokenizer"], root / "run", recipe, fingerprint="fp")

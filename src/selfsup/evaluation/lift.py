@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from selfsup.config import Recipe, settings_hash
-from selfsup.console import say
+from selfsup.console import esc, say
 from selfsup.errors import UsageError
 from selfsup.evaluation.bits_per_byte import document_sequences, score_clm, score_unigram_clm
 from selfsup.evaluation.cloze import make_probes, ranks_of_answers, salient_terms, score_probes, summarise
@@ -96,7 +96,7 @@ def measure_lift(
         cache = (previous or {}).get("base_cache")
         cached = isinstance(cache, dict) and cache.get("key") == key
         if not cached:
-            say(f"[bold]eval[/] scoring the base model {base_dir} (kept in eval.json for later evaluations)")
+            say(f"[bold]eval[/] scoring the base model {esc(base_dir)} (kept in eval.json for later evaluations)")
             cache = score_base(base_dir, sets, general, heldout_texts, probe_texts, probes, corpus_dir, key, **kw)
         for name, metrics in cache["sets"].items():
             if name in sets:

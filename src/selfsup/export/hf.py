@@ -33,7 +33,7 @@ from transformers import (
 )
 
 from selfsup.config import Recipe, settings_hash
-from selfsup.console import say
+from selfsup.console import esc, say
 from selfsup.errors import StageFailure
 from selfsup.evaluation.evaluate import read_eval, resolve_model_dir
 from selfsup.export.model_card import model_card
@@ -92,11 +92,45 @@ def export_model(
         encoding="utf-8",
     )
     max_diff = verify_export(out_dir, model, objective)
+    gguf = export_gguf_files(out_dir, model, recipe) if "gguf" in recipe.export.formats else None
     manifest = write_manifest(out_dir, stage="export", fingerprint=fingerprint,
                               extra={"objective": objective, "checkpoint": str(checkpoint), "reload_max_logit_diff": max_diff,
-                                     "merged_lora": merged_lora})
-    say(f"[green]exported[/] {out_dir} (reloaded with transformers; logits match within {max_diff:.1e})")
+                                     "merged_lora": merged_lora, **({"gguf": gguf} if gguf else {})})
+    say(f"[green]exported[/] {esc(out_dir)} (reloaded with transformers; logits match within {max_diff:.1e})")
     return manifest
+
+
+def export_gguf_files(out_dir: Path, model: torch.nn.Module, recipe: Recipe) -> dict[str, Any]:
+    """`[export] formats` has "gguf": one file per `quant`, each read back and checked, then the
+    Ollama Modelfile (from the first) and the model card's section on running it locally."""
+    from selfsup.export.gguf import card_section, check_gguf_request, export_gguf, write_modelfile
+
+    check_gguf_request(model.config.model_type, recipe.export.quant)
+    base_gguf = gguf_base_file(recipe.model.base)
+    files = []
+    for quant in recipe.export.quant:
+        files.append(export_gguf(out_dir, model, quant, base_gguf=base_gguf))
+        f = files[-1]
+        say(f"[green]GGUF[/] {esc(out_dir / f['file'])} ({f['bytes'] / 2**20:.0f} MiB; read back by transformers, logits "
+            f"within {f['max_logit_diff']:.2g}, greedy {f['greedy_tokens_agreeing']}/{f['greedy_tokens']} the same)")
+    modelfile = write_modelfile(out_dir, files[0]["file"], model.config)
+    with open(out_dir / "README.md", "a", encoding="utf-8") as card:
+        card.write(card_section(files, modelfile))
+    return {"files": files, "modelfile": modelfile, "base_gguf": str(base_gguf) if base_gguf else None}
+
+
+def gguf_base_file(base: Path | None) -> Path | None:
+    """The GGUF file the base came from (given directly, or recorded when it was imported), if any."""
+    if base is None:
+        return None
+    if Path(base).suffix.lower() == ".gguf":
+        return Path(base)
+    manifest = Path(base) / "manifest.json"
+    if manifest.is_file():
+        source = json.loads(manifest.read_text(encoding="utf-8")).get("source")
+        if source and Path(source).suffix.lower() == ".gguf" and Path(source).is_file():
+            return Path(source)
+    return None
 
 
 def _trained_with_lora(checkpoint: Path) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from selfsup.console import esc
 from selfsup.ingest.dry_run import Plan
 
 MB = 2**20
@@ -56,12 +57,12 @@ def summary(manifest: dict[str, Any]) -> Group:
     for column in ("format", "files", "MB read", "documents"):
         formats.add_column(column, justify="left" if column == "format" else "right")
     for fmt, c in (manifest.get("formats") or {}).items():
-        formats.add_row(fmt, f"{c.get('files', 0):,}", f"{c.get('bytes', 0) / MB:,.1f}", f"{c.get('documents', 0):,}")
+        formats.add_row(esc(fmt), f"{c.get('files', 0):,}", f"{c.get('bytes', 0) / MB:,.1f}", f"{c.get('documents', 0):,}")
     outcome = Table(show_header=False, box=None, pad_edge=False)
     outcome.add_column(style="bold")
     outcome.add_column()
     for label, value in outcome_rows(manifest):
-        outcome.add_row(label, value)
+        outcome.add_row(label, esc(value))
     return Group(formats, "", outcome)
 
 
@@ -74,5 +75,5 @@ def plan_table(plan: Plan, shard: str | None = None) -> Table:
     for fmt, n in plan.read_files.most_common():
         table.add_row("read", fmt, f"{n:,}", f"{plan.read_bytes[fmt] / MB:,.1f}")
     for reason, n in plan.skip_files.most_common():
-        table.add_row("skip", reason, f"{n:,}", f"{plan.skip_bytes[reason] / MB:,.1f}")
+        table.add_row("skip", esc(reason), f"{n:,}", f"{plan.skip_bytes[reason] / MB:,.1f}")
     return table

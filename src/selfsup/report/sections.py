@@ -237,7 +237,7 @@ def _schedule_fact(run: dict[str, Any]) -> str | None:
     plan = _dict(run.get("time_plan"))
     if not plan:
         return str(run["schedule"])
-    again = f", re-planned {plan['replans']}x as steps got slower" if plan.get("replans") else ""
+    again = f", re-planned {plan['replans']}x from the pace of later steps" if plan.get("replans") else ""
     return (f"{run['schedule']}, {fmt_int(plan.get('total_steps'))} steps planned for {plan.get('budget_minutes'):g} "
             f"minutes at step {fmt_int(plan.get('planned_at_step'))} ({fmt_float(plan.get('step_seconds'))} s a step{again})")
 

@@ -8,12 +8,15 @@ peak and never anneals, which is where most of continued pretraining's gain is m
 
 So with `max_minutes` the length is *planned*: the first steps are timed (the very first, which
 compiles, is left out), the evaluation the loop will do on the way is priced in, and the step
-count that fits the budget is fixed. The plan is saved in every checkpoint: the rate stays a
+count that fits the budget is fixed. Evaluations on the way are spaced so that together they cost
+at most `EVAL_SHARE` of the budget, unless the recipe sets `eval_every` itself: in a 4-minute run
+of a 135M model one evaluation (~18 s on 2 cores) is six training steps, and three of them (the
+start, one on the way, the end) were a fifth of the budget. The plan is saved in every checkpoint: the rate stays a
 pure function of (step, plan), and a resumed run follows the plan it was given, so it ends with
 the same weights as one that never stopped. Two things re-plan, each recorded as an event in
-metrics.jsonl: a changed `max_minutes` on resume, and a machine that gets slower after the plan
-(other work on the same cores), caught while a `wsd` rate is still flat so the cooldown still ends
-with the budget. The clock still stops the run if all else fails, so the budget is never overrun
+metrics.jsonl: a changed `max_minutes` on resume, and steps that run at another pace after the
+plan (slower: other work on the same cores; faster: the first timed steps were still warming up),
+caught while a `wsd` rate is still flat so the cooldown still ends with the budget. The clock still stops the run if all else fails, so the budget is never overrun
 by more than one step.
 
 The first step at which a time plan can be made is before the end of warmup when warmup is long
@@ -36,7 +39,9 @@ TIMED_STEPS_MIN = 3  # steps timed before a plan (after the first, which compile
 TIMED_STEPS_MAX = 10  # no use waiting longer: step times of a packed run hardly vary
 SAFETY = 0.98  # share of the remaining time the plan fills (checkpoint writes, a slower step)
 PACE_WINDOW = 5  # recent steps whose median pace is checked against the plan
-PACE_TOLERANCE = 0.02  # a projected overrun beyond this share of the budget re-plans (before the cooldown)
+PACE_TOLERANCE = 0.02  # a projected overrun beyond this share of the budget re-plans (before the cooldown); so
+                       # does a projected end that leaves a step or more of the budget (less the margin) unused
+EVAL_SHARE = 0.05  # evaluations on the way (not the one at the end) get at most this share of a time budget
 
 
 @dataclass
@@ -107,11 +112,14 @@ class Budget:
     def needs_plan(self) -> bool:
         return self.max_minutes is not None and self.plan is None
 
-    def observe_step(self, step: int, seconds: float, elapsed: float, eval_seconds: float, eval_every: int) -> TimePlan | None:
+    def observe_step(self, step: int, seconds: float, elapsed: float, eval_seconds: float, eval_every: int,
+                     *, space_evaluations: bool = False) -> TimePlan | None:
         """Record how long the step that ended at `step` took; fix the time plan once enough are timed.
 
         `eval_seconds`: one of the loop's evaluations on the way (validation, trade-off probe), done
-        every `eval_every` steps and once at the end. Returns the plan when it was made at this step.
+        every `eval_every` steps and once at the end; with `space_evaluations` (the recipe left eval_every
+out) the plan spaces them further apart when they would cost more than `EVAL_SHARE` of the budget.
+        Returns the plan when it was made at this step.
         """
         if not self.needs_plan():
             return None
@@ -124,15 +132,20 @@ class Budget:
         if _test_step_seconds():
             elapsed, eval_seconds = step * per_step, 0.0  # tests: a deterministic clock, so two runs plan alike
         remaining = self.max_minutes * 60 * SAFETY - elapsed
+        if space_evaluations and eval_seconds > 0:
+            eval_every = max(eval_every, spaced_evaluations(self.max_minutes * 60, remaining, per_step, eval_seconds, step))
         total = step + steps_that_fit(remaining, per_step, eval_seconds, eval_every, step)
         self.plan = TimePlan(total_steps=total, planned_at_step=step, step_seconds=per_step, eval_seconds=eval_seconds,
                              eval_every=eval_every, budget_minutes=self.max_minutes)
         return self.plan
 
     def check_pace(self, step: int, seconds: float, elapsed: float) -> TimePlan | None:
-        """After the plan: if recent steps run slower than planned (a busy machine) so that the planned end
-        would overrun the budget, plan again from the recent pace, once the cooldown has not begun yet
-        (with wsd the rate is flat until then, so nothing jumps). Returns the new plan when it re-planned."""
+        """After the plan: if recent steps run at another pace than planned so that the planned end would
+        overrun the budget (a busy machine) or leave a step or more of it unused (the first timed steps
+        are often slower, while the allocator and caches warm up: 3.3 s against 3.0 s later for
+        SmolLM2-135M, a tenth of a 4-minute budget), plan again from the recent pace, while the
+        cooldown has not begun (with wsd the rate is flat until then, so nothing jumps). Returns the new
+        plan when it re-planned."""
         plan = self.plan
         if plan is None or self.max_minutes is None:
             return None
@@ -144,14 +157,21 @@ class Budget:
         if _test_step_seconds():
             elapsed = step * pace
         projected = elapsed + seconds_for(plan.total_steps - step, pace, plan.eval_seconds, plan.eval_every, step)
-        if projected <= self.max_minutes * 60 * (1 + PACE_TOLERANCE):
-            return None
-        remaining = self.max_minutes * 60 * SAFETY - elapsed
+        budget = self.max_minutes * 60
+        if budget * SAFETY - pace <= projected <= budget * (1 + PACE_TOLERANCE):
+            return None  # ends within the budget, with less than a step of it unused
+        remaining = budget * SAFETY - elapsed
         total = step + steps_that_fit(remaining, pace, plan.eval_seconds, plan.eval_every, step)
+        if total == plan.total_steps:
+            return None
         self.plan = TimePlan(total_steps=total, planned_at_step=step, step_seconds=pace, eval_seconds=plan.eval_seconds,
                              eval_every=plan.eval_every, budget_minutes=self.max_minutes, replans=plan.replans + 1)
         self._recent.clear()
         return self.plan
+
+    def eval_every(self, default: int) -> int:
+        """Steps between evaluations on the way: the plan's spacing once there is a plan."""
+        return self.plan.eval_every if self.plan is not None else default
 
     def _decay_start(self) -> int:
         # cosine decays from the end of warmup, so a new length would bend its curve: no re-plan there
@@ -175,9 +195,10 @@ class Budget:
     def describe(self) -> str:
         if self.plan:
             p = self.plan
-            again = f", re-planned {p.replans}x as steps got slower" if p.replans else ""
+            again = f", re-planned {p.replans}x from the pace of later steps" if p.replans else ""
+            evals = f"evaluating every {p.eval_every} steps" if p.eval_every <= p.total_steps else "evaluating at the end"
             return (f"planned {p.total_steps} steps for {p.budget_minutes:g} minutes at step {p.planned_at_step} "
-                    f"({p.step_seconds:.2f} s a step, {p.eval_seconds:.0f} s an evaluation{again})")
+                    f"({p.step_seconds:.2f} s a step, {p.eval_seconds:.0f} s an evaluation, {evals}{again})")
         if self.needs_plan():
             return f"length to be planned from the first steps' times ({self.max_minutes:g} minutes)"
         return f"{self.total_steps} steps"
@@ -186,6 +207,17 @@ class Budget:
 def seconds_for(n: int, step_seconds: float, eval_seconds: float, eval_every: int, done: int) -> float:
     """Wall time of `n` more steps after `done`: the steps, an evaluation every `eval_every`-th step and one at the end."""
     return n * step_seconds + ((done + n) // eval_every - done // eval_every + 1) * eval_seconds
+
+
+def spaced_evaluations(budget_seconds: float, remaining: float, step_seconds: float, eval_seconds: float,
+                       done: int) -> int:
+    """Steps between evaluations so that those on the way cost at most `EVAL_SHARE` of the budget.
+
+    With no time for even one, the spacing is longer than the run: the only evaluation is the one at
+    the end."""
+    on_the_way = int(EVAL_SHARE * budget_seconds / eval_seconds)
+    steps = done + max(1, int((remaining - (on_the_way + 1) * eval_seconds) / step_seconds))
+    return max(1, math.ceil(steps / (on_the_way + 1))) if on_the_way else steps + 1
 
 
 def steps_that_fit(seconds: float, step_seconds: float, eval_seconds: float, eval_every: int, done: int) -> int:

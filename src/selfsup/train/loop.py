@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup.config import CONTINUE_EMBEDDING_LR_RATIO, Recipe, settings_hash
-from selfsup.console import console, say
+from selfsup.config import Recipe, settings_hash
+from selfsup.console import console, esc, say
 from selfsup.errors import StageFailure, UsageError
 from selfsup.manifest import MANIFEST, manifest_digest, read_manifest, write_json_atomic, write_manifest
 from selfsup.models import build_model, count_parameters, load_base_for_training
@@ -62,6 +62,7 @@ from selfsup.train.hardware import (
     reuse_freed_memory,
 )
 from selfsup.train.budget import DEFAULT_MAX_STEPS, Budget
+from selfsup.train.tracking import MetricsLog
 from selfsup.train.selection import FILE as SELECTION_FILE
 from selfsup.train.selection import Selection, select_blocks
 from selfsup.train.lr_search import AUTO, FALLBACK as FALLBACK_LR, STEPS as LR_SEARCH_STEPS
@@ -91,7 +92,7 @@ def train_fingerprint(recipe: Recipe, shards_digest: str | None, tokenizer_diges
     t = recipe.train.model_dump(
         exclude={"progress", "log_every", "eval_every", "eval_batches", "checkpoint_every_steps", "activation_checkpointing",
                  "activation_memory_budget", "checkpoint_every_minutes", "keep_checkpoints", "threads", "max_minutes",
-                 "loss_spike_sigmas", "loss_spike_window", "parallel"}
+                 "loss_spike_sigmas", "loss_spike_window", "parallel", "report_to"}
     )
     return settings_hash("train", recipe.model, recipe.objective, t, shards_digest, tokenizer_digest)
 
@@ -205,7 +206,10 @@ def _train(
                            "every process sees? Run the same command again")
     if world.is_main:
         spikes.refill(_truncate_metrics(run_dir / METRICS, step))
-    selection = _selection(run_dir, world, t, data, cfg, resumed, tokenizer, vocab_size, tokens_per_step)
+    # metrics.jsonl, and the trackers in [train] report_to fed the same records (tracking.py)
+    metrics = MetricsLog.open(run_dir / METRICS, cfg.report_to, recipe.model_dump(mode="json"),
+                              step if resumed is not None else None, enabled=world.is_main)
+    selection = _selection(run_dir, world, t, data, cfg, resumed, tokenizer, vocab_size, tokens_per_step, metrics)
     if selection is not None and resumed is None:  # the run's data order runs over the selected blocks
         order = DataOrder(seed=cfg.seed, n_blocks=len(selection.kept))
 
@@ -230,24 +234,24 @@ def _train(
     eval_seconds = 0.0  # one evaluation on the way (trade-off probe + validation): priced into a time plan
     if step == 0 and tradeoff.samples:
         started = time.perf_counter()
-        _append_metrics(run_dir / METRICS, {"step": 0, "tokens": 0, **tradeoff.measure(model)})  # the starting point
+        metrics.append({"step": 0, "tokens": 0, **tradeoff.measure(model)})  # the starting point
         eval_seconds = time.perf_counter() - started
     lr_search = (resumed or {}).get("lr_search")
     if auto_lr and lr_search is None:  # train/lr_search.py: a short range test from the base, then back to it
         lr_search = _search_peak_lr(t, world, cfg, data, tradeoff, clock)
         if world.is_main:
             write_json_atomic(run_dir / "lr_search.json", lr_search)
-            _append_metrics(run_dir / METRICS, {"step": 0, "event": "lr_search", "lr": lr_search["chosen"]})
+            metrics.append({"step": 0, "event": "lr_search", "lr": lr_search["chosen"]})
     if auto_lr:
-        cfg = _with_peak_lr(recipe.train, lr_search["chosen"], recipe.model.base is not None)
+        cfg = _with_peak_lr(recipe.train, lr_search["chosen"])
         if resumed is None:
             t.optimizer = optimizer = _adamw(model, cfg, device)  # fresh: the search's moments are not carried
     budget = Budget.from_config(cfg, tokens_per_step)  # the run's length and learning rate (budget.py)
     replan = budget.load_state_dict(resumed) if resumed else None
     if replan and world.is_main:
-        say(f"[yellow]{replan['reason']}: the run's length is planned again")
-        _append_metrics(run_dir / METRICS, {"step": step, **replan})
-    say(f"[cyan]peak lr {cfg.lr:g}{' (lr = auto: ' + lr_search['reason'] + ')' if lr_search else ''} · "
+        say(f"[yellow]{esc(replan['reason'])}: the run's length is planned again")
+        metrics.append({"step": step, **replan})
+    say(f"[cyan]peak lr {cfg.lr:g}{' (lr = auto: ' + esc(lr_search['reason']) + ')' if lr_search else ''} · "
         f"{cfg.schedule} schedule, {budget.describe()}")
     stop_requested = _install_stop_handlers()
     last_save_time = time.monotonic()
@@ -286,16 +290,17 @@ def _train(
         if budget.needs_plan():
             # validation runs eagerly, forward only: about half a compiled training step's time per row
             val_seconds = step_seconds * cfg.eval_batches * cfg.batch_size / (2 * global_batch) if val is not None else 0.0
-            plan = budget.observe_step(step, step_seconds, clock.elapsed(), eval_seconds + val_seconds, cfg.eval_every)
+            plan = budget.observe_step(step, step_seconds, clock.elapsed(), eval_seconds + val_seconds, cfg.eval_every,
+                                       space_evaluations="eval_every" not in cfg.model_fields_set)
         else:
             plan = budget.check_pace(step, step_seconds, clock.elapsed())
         if world.distributed and budget.plan is not None:  # every rank checks at the same steps: agree on one plan
             budget.plan.total_steps = int(world.sum([budget.plan.total_steps if world.is_main else 0])[0])
         if plan is None:
             return
-        say(f"[cyan]{budget.describe()}")
+        say(f"[cyan]{esc(budget.describe())}")
         if world.is_main:
-            _append_metrics(run_dir / METRICS, {"step": step, "event": "time_plan", **budget.state_dict()["time_plan"]})
+            metrics.append({"step": step, "event": "time_plan", **budget.state_dict()["time_plan"]})
 
     wrapped.train()
     # hardware.py: no page faults per step, for ~0.7 GB of kept heap on SmolLM2; not in memory-saving mode
@@ -334,7 +339,7 @@ def _train(
                     now = time.perf_counter()
                     tokens_per_s = interval_tokens / max(now - interval_start, 1e-9)
                     interval_tokens, interval_start = 0, now
-                    _append_metrics(run_dir / METRICS, {
+                    metrics.append({
                         "step": step, "loss": _finite_or_none(loss_value), "lr": lr, "tokens": tokens,
                         "tokens_per_s": tokens_per_s, "grad_norm": _finite_or_none(grad_norm),
                         "elapsed_s": clock.elapsed(), "mfu": tokens_per_s * flops_tok / peak if peak else None,
@@ -348,11 +353,10 @@ def _train(
                         f"loss or gradient norm; stopping without saving ({kept}). Lower [train] lr, raise "
                         "warmup_steps or check the data, then run again (add --fresh to start over)."
                     )
-                if val is not None and (step % cfg.eval_every == 0 or done()):
+                if val is not None and (step % budget.eval_every(cfg.eval_every) == 0 or done()):
                     val_loss = validation_loss(wrapped, objective, val, cfg, device, amp_dtype)
                     if world.is_main:
-                        _append_metrics(run_dir / METRICS, {"step": step, "val_loss": val_loss, "tokens": tokens,
-                                                            **tradeoff.measure(model)})
+                        metrics.append({"step": step, "val_loss": val_loss, "tokens": tokens, **tradeoff.measure(model)})
                     wrapped.train()
                     interval_start = time.perf_counter()  # validation time is not training throughput
                 progress.update(task, completed=1000 * _fraction(step, clock.elapsed(), cfg, budget.total_steps),
@@ -366,6 +370,7 @@ def _train(
             _restore_stop_handlers()
 
     final = last_ckpt if saved_at_this_step() else save()
+    metrics.close()
     elapsed = clock.elapsed()
     summary = {
         "objective": recipe.objective.name, "preset": None if recipe.model.base else recipe.model.preset,
@@ -427,7 +432,7 @@ def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids
     model.to(device)
     compile_ = cfg.compile
     if compile_ and (missing := compiler_missing(device)):
-        say(f"[yellow][train] compile = true, but {missing}: training uncompiled (install g++ or set CXX to compile)")
+        say(f"[yellow]\\[train] compile = true, but {esc(missing)}: training uncompiled (install g++ or set CXX to compile)")
         compile_ = False
     if cfg.activation_checkpointing and not compile_:  # compiled, the partitioner recomputes (_activation_budget)
         _checkpoint_activations(model)
@@ -516,17 +521,13 @@ def _loss_function(objective, module: torch.nn.Module, *, compile_: bool, distri
     return torch.compile(lambda batch: objective.compute_loss(module, batch))
 
 
-def _with_peak_lr(cfg, lr: float, continued: bool = True):
-    """[train] with a numeric peak rate (lr = "auto" resolved); embeddings at the continued-pretraining
-    ratio unless the recipe set embedding_lr."""
-    update = {"lr": lr}
-    if continued and "embedding_lr" not in cfg.model_fields_set:
-        update["embedding_lr"] = lr * CONTINUE_EMBEDDING_LR_RATIO
-    return cfg.model_copy(update=update)
+def _with_peak_lr(cfg, lr: float):
+    """[train] with a numeric peak rate (lr = "auto" resolved)."""
+    return cfg.model_copy(update={"lr": lr})
 
 
 def _selection(run_dir: Path, world: World, t: _Trainee, data, cfg, resumed, tokenizer, vocab_size: int,
-               tokens_per_step: int) -> Selection | None:
+               tokens_per_step: int, metrics: MetricsLog) -> Selection | None:
     """[train] select: the blocks this run trains on (train/selection.py). Chosen once, by rank 0 from the
     base's scores, and saved; every other rank and every resume reads the saved choice."""
     if cfg.select == "none":
@@ -538,13 +539,13 @@ def _selection(run_dir: Path, world: World, t: _Trainee, data, cfg, resumed, tok
                                default_steps=DEFAULT_MAX_STEPS, byte_lengths=byte_lengths,
                                eos_id=special_ids(tokenizer)["eos"], device=t.device, amp_dtype=t.amp_dtype)
         chosen.save(run_dir)
-        _append_metrics(run_dir / METRICS, {"step": 0, "event": "selection", **chosen.summary()})
+        metrics.append({"step": 0, "event": "selection", **chosen.summary()})
     world.barrier()
     selection = Selection.load(run_dir)
     if selection is None:
         raise StageFailure(f"[train] select is set but {run_dir / SELECTION_FILE} is missing, so the resumed run "
                            "cannot train on the blocks it chose; run again with --fresh")
-    say(f"[cyan]{selection.describe()}")
+    say(f"[cyan]{esc(selection.describe())}")
     return selection
 
 
@@ -663,7 +664,7 @@ def _find_and_load(run_dir: Path, model, optimizer, fingerprint: str, world: Wor
                 break
             except CorruptCheckpoint as exc:
                 problem = str(exc)
-        say(f"[yellow]skipping checkpoint {path}: {problem}; removing it")
+        say(f"[yellow]skipping checkpoint {esc(path)}: {esc(problem)}; removing it")
         rejected.append(path)
     if chosen is None:
         if world.is_main:
@@ -673,7 +674,7 @@ def _find_and_load(run_dir: Path, model, optimizer, fingerprint: str, world: Wor
         return None, None
     for path in rejected if world.is_main else ():
         shutil.rmtree(path, ignore_errors=True)
-    say(f"[cyan]resuming[/] from {chosen} (step {state['step']}, {state['tokens']:,} tokens)")
+    say(f"[cyan]resuming[/] from {esc(chosen)} (step {state['step']}, {state['tokens']:,} tokens)")
     return chosen, state
 
 
@@ -716,11 +717,6 @@ def _validation_shards(shards_dir: Path) -> TokenShards | None:
 def _mix(seed: int, step: int, micro: int) -> int:
     """A distinct, reproducible generator seed per (seed, step, micro-batch)."""
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, step + 1, micro]).generate_state(1)[0])
-
-
-def _append_metrics(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
 
 
 def _truncate_metrics(path: Path, step: int) -> list[float]:
