@@ -21,6 +21,7 @@ from selfsup.errors import ConfigError, StageFailure, UsageError
 from selfsup.evaluation import evaluate, evaluate_fingerprint
 from selfsup.evaluation.evaluate import read_eval
 from selfsup.export import export_fingerprint, export_model
+from selfsup.export.gguf import check_gguf_request
 from selfsup.ingest import ingest_sources, source_fingerprint
 from selfsup.manifest import file_sha256, manifest_digest, verify_manifest, write_json_atomic
 from selfsup.pack import pack_corpus
@@ -108,6 +109,8 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     corpus_digest = manifest_digest(wd.corpus)
 
     recipe = resolve_base(recipe, wd, stage, dir_done)
+    if "gguf" in recipe.export.formats:  # refused now, not after training (export/gguf.py)
+        check_gguf_request(_model_type(recipe.model.base), recipe.export.quant)
 
     fp = tokenizer_fingerprint(recipe, corpus_digest)
     stage("tokenizer", fp, dir_done(wd.tokenizer, fp), lambda: build_tokenizer(wd.corpus, wd.tokenizer, recipe, fp))
@@ -142,6 +145,12 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     if status["report"] == "ran":  # the evaluation and the report into the run's trackers ([train] report_to)
         log_results(wd.run, recipe.train.report_to, wd.eval_json, wd.report_html)
     return {"status": status, "report": str(wd.report_html), "model": str(wd.model), "eval": str(wd.eval_json)}
+
+
+def _model_type(base: Path | None) -> str:
+    """The base's architecture family (config.json model_type); the presets are llama-style."""
+    config = Path(base) / "config.json" if base is not None else None
+    return json.loads(config.read_text()).get("model_type", "") if config and config.is_file() else "llama"
 
 
 def train_stage(recipe: Recipe, wd: Workdir, fingerprint: str, fresh: bool, nproc: int) -> None:

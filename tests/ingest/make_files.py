@@ -189,12 +189,14 @@ def corpus_snapshot(corpus) -> dict:
     (all columns, in order), the audit lines, and the manifest's counts (not times or cache counters)."""
     import pyarrow.parquet as pq
 
+    from selfsup.ingest import corpus_parts
+
     corpus = Path(corpus)
     manifest = json.loads((corpus / "manifest.json").read_text())
     volatile = {"created", "files", "seconds", "extract_seconds", "merge_seconds", "files_extracted", "files_reused",
                 "extraction_shards", "workers", "worker_restarts", "workers_started"}  # fmt: skip
     return {
-        "shards": {p.name: pq.read_table(p).to_pylist() for p in sorted(corpus.glob("part-*.parquet"))},
+        "shards": {p.name: pq.read_table(p).to_pylist() for p in corpus_parts(corpus)},
         "audit": (corpus / "audit.jsonl").read_text(),
         "manifest": {k: v for k, v in manifest.items() if k not in volatile},
     }

@@ -23,12 +23,12 @@ def docs(tmp_path):
 
 
 def test_shards_columns_and_dtypes(tmp_path, docs):
-    """part-NNNNN.parquet shards of shard_documents rows, zstd, five string columns."""
+    """documents/part-NNNNN.parquet shards of shard_documents rows, zstd, five string columns."""
     manifest = ingest_sources([docs], tmp_path / "corpus", CorpusConfig(shard_documents=3, validation_fraction=0.3))
-    parts = sorted(p.name for p in (tmp_path / "corpus").glob("part-*.parquet"))
+    parts = sorted(p.name for p in (tmp_path / "corpus" / "documents").glob("part-*.parquet"))
     assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
-    assert manifest["shards"] == 3
-    shard = pq.ParquetFile(tmp_path / "corpus" / parts[0])
+    assert manifest["shards"] == 3 and not list((tmp_path / "corpus").glob("part-*.parquet"))
+    shard = pq.ParquetFile(tmp_path / "corpus" / "documents" / parts[0])
     assert shard.schema_arrow == pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("split", pa.string()), ("language", pa.string())])
     assert shard.metadata.num_rows == 3
     assert shard.metadata.row_group(0).column(0).compression == "ZSTD"
@@ -63,21 +63,20 @@ def test_manifest_verifies_and_matches_the_fingerprint(tmp_path, docs):
     assert manifest["fingerprint"] == source_fingerprint([docs], cfg)
     assert verify_manifest(tmp_path / "corpus", fingerprint=source_fingerprint([docs], cfg)) == (True, "verified")
     on_disk = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
-    assert {"part-00000.parquet", "audit.jsonl"} <= set(on_disk["files"])
+    assert {"documents/part-00000.parquet", "audit.jsonl"} <= set(on_disk["files"])
     assert on_disk["sources"] == [str(docs)] and on_disk["documents"] == 7
 
 
 def test_second_ingest_removes_stale_output(tmp_path, docs):
     """Re-ingesting fewer documents into the same folder leaves no old shard behind."""
     ingest_sources([docs], tmp_path / "corpus", CorpusConfig(shard_documents=2))
-    assert (tmp_path / "corpus" / "part-00003.parquet").exists()
+    assert (tmp_path / "corpus" / "documents" / "part-00003.parquet").exists()
     (tmp_path / "corpus" / "leftover.tmp").write_text("half-written")
     for i in range(3, 7):
         (docs / f"doc{i}.txt").unlink()
     manifest = ingest_sources([docs], tmp_path / "corpus", CorpusConfig(shard_documents=2))
-    assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == [
-        "audit.jsonl", "extracted", "manifest.json", "part-00000.parquet", "part-00001.parquet",
-    ]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == ["audit.jsonl", "documents", "extracted", "manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "corpus" / "documents").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
     assert sorted(p.name for p in (tmp_path / "corpus" / "extracted").iterdir()) == [
         "shard-00000-of-00001.json", "shard-00000-of-00001.parquet",
     ]  # fmt: skip
@@ -105,3 +104,22 @@ def test_fingerprint_follows_files_and_settings_only(docs):
     grown = source_fingerprint([docs], cfg)
     (docs / "new.md").write_text("new", encoding="utf-8")
     assert source_fingerprint([docs], cfg) != grown
+
+
+def test_pandas_pyarrow_and_datasets_read_the_documents_with_one_call(tmp_path, docs):
+    """corpus/documents is the documents alone: pandas, pyarrow and HF datasets each read it whole with
+    one standard call and get exactly what selfsup reads, while the audit, manifest and extraction
+    cache (Parquet of another schema) stay beside it in corpus/."""
+    import pandas as pd
+
+    datasets = pytest.importorskip("datasets")
+    ingest_sources([docs], tmp_path / "corpus", CorpusConfig(shard_documents=3, validation_fraction=0.3))
+    folder = tmp_path / "corpus" / "documents"
+    ours = sorted((d["id"], d["text"], d["split"]) for d in read_documents(tmp_path / "corpus"))
+    frame = pd.read_parquet(folder)
+    assert sorted(zip(frame["id"], frame["text"], frame["split"])) == ours
+    table = pq.read_table(folder)
+    assert sorted(zip(*(table.column(c).to_pylist() for c in ("id", "text", "split")))) == ours
+    loaded = datasets.load_dataset("parquet", data_dir=str(folder), split="train", cache_dir=str(tmp_path / "hf"))
+    assert sorted(zip(loaded["id"], loaded["text"], loaded["split"])) == ours
+    assert {p.name for p in (tmp_path / "corpus").iterdir()} >= {"audit.jsonl", "manifest.json", "extracted"}

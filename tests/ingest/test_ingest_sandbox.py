@@ -119,7 +119,7 @@ def test_same_output_with_0_1_or_2_workers(tmp_path):
     for workers in (0, 1, 2):
         out = tmp_path / f"corpus{workers}"
         manifest = ingest_sources([docs], out, CorpusConfig(workers=workers, validation_fraction=0.3))
-        table = pq.read_table(out / "part-00000.parquet").to_pylist()
+        table = pq.read_table(out / "documents" / "part-00000.parquet").to_pylist()
         outputs.append((table, (out / "audit.jsonl").read_text(encoding="utf-8"), manifest["fingerprint"]))
         assert manifest["workers_started"] <= workers and manifest["worker_restarts"] == 0
     assert outputs[0] == outputs[1] == outputs[2]

@@ -88,15 +88,19 @@ def export_gguf(model_dir: Path, model: torch.nn.Module, quant: str, *, base_ggu
     base = _base_fields(base_gguf)
     out = Path(model_dir) / f"model-{quant}.gguf"
     partial = out.with_suffix(".gguf.partial")
-    writer = gguf.GGUFWriter(partial, arch)
-    _write_metadata(writer, config, quant, base)
-    warnings = _write_tokenizer(writer, Path(model_dir), base)
-    _write_tensors(writer, model, config, arch, quant)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    check = verify_gguf(partial, model, quant, probe_ids(model_dir))
+    try:
+        writer = gguf.GGUFWriter(partial, arch)
+        _write_metadata(writer, config, quant, base)
+        warnings = _write_tokenizer(writer, Path(model_dir), base)
+        _write_tensors(writer, model, config, arch, quant)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        check = verify_gguf(partial, model, quant, probe_ids(model_dir))
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a file that failed its check is not left to be mistaken for one
+        raise
     os.replace(partial, out)
     return {"file": out.name, "quant": quant, "bytes": out.stat().st_size, **check,
             **({"warnings": warnings} if warnings else {})}

@@ -1,7 +1,8 @@
 """The corpus on disk: Parquet shards of documents, written and read in bounded memory.
 
-Contract (the tokenizer, pack and eval stages read it): `part-00000.parquet`, `part-00001.parquet`,
-... with `cfg.shard_documents` documents each (the last one fewer), zstd-compressed, columns
+Contract (the tokenizer, pack and eval stages read it): `documents/part-00000.parquet`,
+`documents/part-00001.parquet`, ... with `cfg.shard_documents` documents each (the last one fewer),
+zstd-compressed, columns
 
     id      string  16 hex characters, xxh3_64 of the normalised text
     text    string  the normalised text
@@ -11,6 +12,13 @@ Contract (the tokenizer, pack and eval stages read it): `part-00000.parquet`, `p
 
 in the order the files were walked. Shards are written in row groups of at most 1,000 documents
 or 8 MiB of text, and read back one record batch at a time, so neither side ever holds a shard.
+
+The documents have a folder of their own, so the standard readers take it whole with one call:
+`pd.read_parquet("work/corpus/documents")`, `pq.read_table(...)`,
+`datasets.load_dataset("parquet", data_dir="work/corpus/documents")`. Beside it in `corpus/` are
+the audit, the manifest and the extraction cache (Parquet of another schema), which a reader
+given `corpus/` itself would try to read as documents. Work directories from before this layout
+(shards in `corpus/` itself) are still read.
 """
 
 from __future__ import annotations
@@ -33,16 +41,21 @@ ROW_GROUP_DOCUMENTS = 1000
 ROW_GROUP_BYTES = 8 * 2**20  # text buffered before a row group is written: bounds the writer's memory
 
 
+DOCUMENTS = "documents"  # the shards' folder inside the corpus directory
+
+
 def shard_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
+    """A shard's path relative to the corpus directory."""
+    return f"{DOCUMENTS}/part-{index:05d}.parquet"
 
 
 def corpus_parts(corpus_dir: Path) -> list[Path]:
     """The shards in order; UsageError (saying what to run) if there are none."""
     corpus_dir = Path(corpus_dir)
-    parts = sorted(corpus_dir.glob("part-*.parquet"))
+    parts = sorted((corpus_dir / DOCUMENTS).glob("part-*.parquet")) or sorted(corpus_dir.glob("part-*.parquet"))
     if not parts:
-        raise UsageError(f"no corpus in {corpus_dir} (no part-*.parquet); run `selfsup ingest SOURCE... --out {corpus_dir}` first")
+        raise UsageError(f"no corpus in {corpus_dir} (no {DOCUMENTS}/part-*.parquet); "
+                         f"run `selfsup ingest SOURCE... --out {corpus_dir}` first")
     return parts
 
 
@@ -89,6 +102,7 @@ class ShardWriter:
         if shard != self._writer_index:
             if self._writer is not None:
                 self._writer.close()
+            (self.out_dir / DOCUMENTS).mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self.out_dir / shard_name(shard), SCHEMA, compression="zstd")
             self._writer_index = shard
         self._writer.write_table(pa.table(self._rows, schema=SCHEMA))

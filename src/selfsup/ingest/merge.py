@@ -1,7 +1,7 @@
 """Merge: the extracted shards → the corpus, deciding what needs the whole corpus at once.
 
     extracted/shard-*-of-N.parquet ─(merged by walk position)─▶ exact + near de-duplication
-    → split → part-*.parquet + audit.jsonl → manifest.json, last
+    → split → documents/part-*.parquet + audit.jsonl → manifest.json, last
 
 The rows of all N shards are merged in the order of the whole walk, so "the first occurrence"
 of a duplicate, the shards' contents and the audit are exactly those of a single-machine run.
@@ -25,7 +25,7 @@ from selfsup.dedup import ExactDedup
 from selfsup.dedup.minhash import NearDuplicateIndex
 from selfsup.errors import StageFailure, UsageError
 from selfsup.ingest.audit import AUDIT, AuditLog
-from selfsup.ingest.corpus import ShardWriter, corpus_parts, set_split
+from selfsup.ingest.corpus import DOCUMENTS, ShardWriter, corpus_parts, set_split
 from selfsup.ingest.discover import display_path
 from selfsup.ingest.extracted import EXTRACTED, ShardFile, committed_shards, iter_rows, remove_shard, to_result
 from selfsup.ingest.fingerprint import extraction_key, fingerprint_of
@@ -205,7 +205,8 @@ class _Merge:
 def _clear_stale(out_dir: Path) -> None:
     """Remove a previous merge's output; the manifest goes first, so a crash leaves no stale trust."""
     (out_dir / MANIFEST).unlink(missing_ok=True)
-    for stale in [*out_dir.glob("part-*.parquet"), *out_dir.glob("*.tmp"), out_dir / AUDIT]:
+    for stale in [*out_dir.glob("part-*.parquet"), *out_dir.glob(f"{DOCUMENTS}/part-*.parquet"), *out_dir.glob("*.tmp"),
+                  *out_dir.glob(f"{DOCUMENTS}/*.tmp"), out_dir / AUDIT]:
         stale.unlink(missing_ok=True)
 
 

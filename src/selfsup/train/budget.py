@@ -40,7 +40,7 @@ TIMED_STEPS_MAX = 10  # no use waiting longer: step times of a packed run hardly
 SAFETY = 0.98  # share of the remaining time the plan fills (checkpoint writes, a slower step)
 PACE_WINDOW = 5  # recent steps whose median pace is checked against the plan
 PACE_TOLERANCE = 0.02  # a projected overrun beyond this share of the budget re-plans (before the cooldown); so
-                       # does a projected end that leaves a step or more of the budget (less the margin) unused
+                       # does a projected end that leaves more than this share and a step unused
 EVAL_SHARE = 0.05  # evaluations on the way (not the one at the end) get at most this share of a time budget
 
 
@@ -158,8 +158,9 @@ out) the plan spaces them further apart when they would cost more than `EVAL_SHA
             elapsed = step * pace
         projected = elapsed + seconds_for(plan.total_steps - step, pace, plan.eval_seconds, plan.eval_every, step)
         budget = self.max_minutes * 60
-        if budget * SAFETY - pace <= projected <= budget * (1 + PACE_TOLERANCE):
-            return None  # ends within the budget, with less than a step of it unused
+        unused = max(pace, PACE_TOLERANCE * budget)  # hysteresis: small wobbles in the pace re-plan nothing
+        if budget * SAFETY - unused <= projected <= budget * (1 + PACE_TOLERANCE):
+            return None  # ends within the budget, with less than a step (and 2% of it) unused
         remaining = budget * SAFETY - elapsed
         total = step + steps_that_fit(remaining, pace, plan.eval_seconds, plan.eval_every, step)
         if total == plan.total_steps:

@@ -69,8 +69,9 @@ class TensorBoardTracker:
     def __init__(self, run_dir: Path, resumed_step: int | None, params: dict[str, str]) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        # purge_step: TensorBoard drops what earlier writers logged from this step on (a fresh run: all of it)
         self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"),
-                                    purge_step=resumed_step + 1 if resumed_step is not None else None)
+                                    purge_step=resumed_step + 1 if resumed_step is not None else 0)
         if resumed_step is None:
             table = "\n".join(f"| {k} | {v} |" for k, v in params.items())
             self.writer.add_text("recipe", "| key | value |\n|---|---|\n" + table, 0)
