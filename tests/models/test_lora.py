@@ -66,7 +66,7 @@ def test_only_adapters_change(prepared, base, tmp_path):
     """After LoRA training every base weight is bit-identical to the base model's, and the adapters moved;
     the continued-pretraining LoRA default lr (1e-3) filled the unset key, the set warmup was kept."""
     recipe = lora_recipe(prepared, base)
-    assert (recipe.train.lr, recipe.train.warmup_steps, recipe.train.embedding_lr) == (1e-3, 2, pytest.approx(1e-4))
+    assert (recipe.train.lr, recipe.train.warmup_steps, recipe.train.embedding_lr) == (1e-3, 2, None)
     train(prepared["shards"], prepared["tokenizer"], tmp_path / "run", recipe, fingerprint="fp")
     trained = load_file(find_latest(tmp_path / "run")[0] / "model.safetensors")
     original = load_file(base / "model.safetensors")
