@@ -164,7 +164,9 @@ def log_results(run_dir: Path, report_to: list[str], eval_json: Path | None, rep
     require_trackers(report_to)
     run_dir = Path(run_dir)
     evaluation = json.loads(eval_json.read_text()) if eval_json and eval_json.is_file() else {}
-    figures = flatten_numbers({k: v for k, v in evaluation.items() if k not in ("samples", "model", "seconds")})
+    # the scores per text set and model, the lift summary, the cloze and fertility figures; not the
+    # base's cache, the samples or per-item lists
+    figures = flatten_numbers({k: evaluation[k] for k in ("sets", "lift", "cloze", "fertility") if k in evaluation})
     steps = [json.loads(line).get("step", 0) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
         if (run_dir / "metrics.jsonl").is_file() else [0]
     last = max(steps or [0])
@@ -189,13 +191,13 @@ def log_results(run_dir: Path, report_to: list[str], eval_json: Path | None, rep
                 client.log_artifact(state["run_id"], str(path))
 
 
-def flatten_numbers(tree: Any, prefix: str = "") -> dict[str, float]:
-    """Every finite number in a nested dict/list, keyed by its path ("adapted.domain.bits_per_byte")."""
+def flatten_numbers(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Every finite number in nested dicts, keyed by its path ("sets.heldout.trained.bits_per_byte");
+    lists (examples, per-item scores) are left out: they are the report's, not a tracker's."""
     out: dict[str, float] = {}
-    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else []
-    for key, value in items:
+    for key, value in tree.items():
         name = f"{prefix}{key}"
-        if isinstance(value, (dict, list)):
+        if isinstance(value, dict):
             out.update(flatten_numbers(value, name + "."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             out[name] = float(value)
