@@ -71,7 +71,8 @@ def test_a_killed_and_resumed_run_logs_every_step_once_to_tensorboard_and_mlflow
 
 def test_results_and_report_reach_the_tracker_after_evaluation(prepared, tmp_path, monkeypatch):
     """log_results: the evaluation's numbers become MLflow metrics (and a TensorBoard text table), and
-    eval.json and report.html are artefacts of the same run."""
+    eval.json and report.html are artefacts of the same run, stored beside the work directory's store."""
+    monkeypatch.chdir(tmp_path)  # a stray ./mlruns would appear here
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -83,11 +84,14 @@ def test_results_and_report_reach_the_tracker_after_evaluation(prepared, tmp_pat
     report = tmp_path / "work" / "report.html"
     report.write_text("<html>report</html>")
     log_results(run, ["tensorboard", "mlflow"], eval_json, report)
+    assert not (tmp_path / "mlruns").exists()
     state = json.loads((run / MLFLOW_STATE).read_text())
     client = MlflowClient(tracking_uri=state["tracking_uri"])
     metrics = client.get_run(state["run_id"]).data.metrics
     assert metrics["eval.sets.heldout.trained.bits_per_byte"] == 1.25
     assert {a.path for a in client.list_artifacts(state["run_id"])} == {"eval.json", "report.html"}
+    stored = tmp_path / "work" / "mlartifacts"  # beside the store, not in ./mlruns of the current folder
+    assert {p.name for p in stored.rglob("*") if p.is_file()} == {"eval.json", "report.html"}
 
 
 def test_a_missing_tracker_package_is_one_line_naming_the_extra(monkeypatch):

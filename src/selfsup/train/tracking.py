@@ -8,7 +8,8 @@ norm, validation loss, domain and general bits per byte. Only the first process 
   A resumed run opens the writer with `purge_step` one past the checkpoint, so TensorBoard drops
   what the killed run logged after it: every step appears once.
 - **MLflow:** to `MLFLOW_TRACKING_URI` when set, else a SQLite store beside the run
-  (`sqlite:///WORKDIR/mlflow.db`; MLflow's file store is deprecated). The run id is kept in
+  (`sqlite:///WORKDIR/mlflow.db`, artefacts in `WORKDIR/mlartifacts/`; MLflow's file store is
+  deprecated). The run id is kept in
   `RUN/mlflow.json`, so a resumed run logs into the same MLflow run, from the step after the last
   one MLflow already holds (MLflow cannot delete points: steps logged before the kill keep their
   values, which an exact resume reproduces anyway). Params: the resolved recipe, flattened.
@@ -101,7 +102,11 @@ class MlflowTracker:
             self.client.update_run(self.run_id, status="RUNNING")
             return
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(EXPERIMENT)
+        # With the SQLite store in the work directory, the artefacts go beside it (MLflow would put them
+        # in ./mlruns of whatever folder the command ran in); a tracking server keeps its own location.
+        local = None if os.environ.get("MLFLOW_TRACKING_URI") else (run_dir.resolve().parent / "mlartifacts").as_uri()
+        experiment_id = (experiment.experiment_id if experiment
+                         else self.client.create_experiment(EXPERIMENT, artifact_location=local))
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.resolve().parent.name).info.run_id
         from mlflow.entities import Param
 
