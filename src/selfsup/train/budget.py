@@ -11,13 +11,15 @@ compiles, is left out), the evaluation the loop will do on the way is priced in,
 count that fits the budget is fixed. Evaluations on the way are spaced so that together they cost
 at most `EVAL_SHARE` of the budget, unless the recipe sets `eval_every` itself: in a 4-minute run
 of a 135M model one evaluation (~18 s on 2 cores) is six training steps, and three of them (the
-start, one on the way, the end) were a fifth of the budget. The plan is saved in every checkpoint: the rate stays a
-pure function of (step, plan), and a resumed run follows the plan it was given, so it ends with
-the same weights as one that never stopped. Two things re-plan, each recorded as an event in
-metrics.jsonl: a changed `max_minutes` on resume, and steps that run at another pace after the
-plan (slower: other work on the same cores; faster: the first timed steps were still warming up),
-caught while a `wsd` rate is still flat so the cooldown still ends with the budget. The clock still stops the run if all else fails, so the budget is never overrun
-by more than one step.
+start, one on the way, the end) were a fifth of the budget.
+
+The plan is saved in every checkpoint: the rate stays a pure function of (step, plan), and a
+resumed run follows the plan it was given, so it ends with the same weights as one that never
+stopped. Two things re-plan, each recorded as an event in metrics.jsonl: a changed `max_minutes`
+on resume, and steps that run at another pace after the plan (slower: other work on the same
+cores; faster: the first timed steps were still warming up), caught while a `wsd` rate is still
+flat so the cooldown still ends with the budget. The clock still stops the run if all else fails,
+so the budget is never overrun by more than one step.
 
 The first step at which a time plan can be made is before the end of warmup when warmup is long
 enough; earlier steps run on warmup (a function of the step alone) or, with no warmup, at the
@@ -117,8 +119,9 @@ class Budget:
         """Record how long the step that ended at `step` took; fix the time plan once enough are timed.
 
         `eval_seconds`: one of the loop's evaluations on the way (validation, trade-off probe), done
-        every `eval_every` steps and once at the end; with `space_evaluations` (the recipe left eval_every
-out) the plan spaces them further apart when they would cost more than `EVAL_SHARE` of the budget.
+        every `eval_every` steps and once at the end; with `space_evaluations` (the recipe left
+        eval_every out) the plan spaces them further apart when they would cost more than
+        `EVAL_SHARE` of the budget.
         Returns the plan when it was made at this step.
         """
         if not self.needs_plan():

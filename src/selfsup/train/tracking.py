@@ -50,20 +50,31 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
     """The numbers of a metrics.jsonl record worth a curve (not the step, events or flags)."""
     if "event" in record:
         return {}
-    return {k: float(v) for k, v in record.items()
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {k: float(v) for k, v in record.items() if k != "step" and _finite_number(v)}
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def flatten(tree: dict[str, Any]) -> dict[str, str]:
     """{"train": {"lr": 1e-4}} → {"train.lr": "0.0001"}; lists and None as JSON."""
-    out: dict[str, str] = {}
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in _leaves(tree)}
+
+
+def flatten_numbers(tree: dict[str, Any]) -> dict[str, float]:
+    """Every finite number in nested dicts, keyed by its path ("sets.heldout.trained.bits_per_byte");
+    lists (examples, per-item scores) are left out: they are the report's, not a tracker's."""
+    return {k: float(v) for k, v in _leaves(tree) if _finite_number(v)}
+
+
+def _leaves(tree: dict[str, Any], prefix: str = ""):
+    """(dotted path, value) of every non-dict value in nested dicts."""
     for key, value in tree.items():
-        name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
+            yield from _leaves(value, f"{prefix}{key}.")
         else:
-            out[name] = value if isinstance(value, str) else json.dumps(value)
-    return out
+            yield f"{prefix}{key}", value
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class TensorBoardTracker:
@@ -194,16 +205,3 @@ def log_results(run_dir: Path, report_to: list[str], eval_json: Path | None, rep
         for path in (eval_json, report_html):
             if path is not None and Path(path).is_file():
                 client.log_artifact(state["run_id"], str(path))
-
-
-def flatten_numbers(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Every finite number in nested dicts, keyed by its path ("sets.heldout.trained.bits_per_byte");
-    lists (examples, per-item scores) are left out: they are the report's, not a tracker's."""
-    out: dict[str, float] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten_numbers(value, name + "."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out[name] = float(value)
-    return out
