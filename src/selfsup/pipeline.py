@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selfsup.config import Recipe, apply_continue_defaults, settings_hash
-from selfsup.console import say
+from selfsup.console import esc, say
 from selfsup.errors import ConfigError, StageFailure, UsageError
 from selfsup.evaluation import evaluate, evaluate_fingerprint
 from selfsup.evaluation.evaluate import read_eval
@@ -37,6 +37,8 @@ from selfsup.workdir import Workdir
 
 STAGES = ("ingest", "tokenizer", "pack", "train", "eval", "export", "report")
 STATE_FILE = "pipeline.json"
+RECIPE_FILE = "recipe.json"  # the recipe as given, before the base is resolved: what `selfsup rebase` reruns
+LINEAGE_FILE = "lineage.json"  # which base (and its fingerprint) and which corpus the run's model comes from
 
 
 def tokenizer_fingerprint(recipe: Recipe, corpus_digest: str | None) -> str:
@@ -72,10 +74,13 @@ def build_tokenizer(corpus_dir: Path, out_dir: Path, recipe: Recipe, fingerprint
     return train_tokenizer(corpus_dir, out_dir, recipe.tokenizer, fingerprint)
 
 
-def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: int = 1) -> dict[str, Any]:
+def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: int = 1,
+                 keep_corpus: bool = False) -> dict[str, Any]:
     """Run every stage that is not already up to date; returns {stage: "ran" | "skipped"} and paths.
 
     `nproc` > 1 trains in that many processes (torchrun on this machine); the other stages run here.
+    `keep_corpus`: a corpus already in the work directory is used as it is, even if the sources
+    changed since (`selfsup rebase` copies one in so both runs score the same held-out documents).
     """
     if not recipe.corpus.sources:
         raise UsageError("[corpus] sources is empty; list the files or folders to learn from, e.g. sources = [\"docs/\"]")
@@ -85,6 +90,7 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     state_path = wd.root / STATE_FILE
     state = _read_state(state_path)
     status: dict[str, str] = {}
+    write_json_atomic(wd.root / RECIPE_FILE, recipe.model_dump(mode="json", by_alias=True))
 
     def stage(name: str, fingerprint: str, is_done: Callable[[], bool], work: Callable[[], Any]) -> None:
         if not fresh and is_done():
@@ -104,11 +110,15 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     # A work directory inside a source folder must not ingest its own output.
     exclude = [wd.root.resolve()]
     fp = source_fingerprint(recipe.corpus.sources, recipe.corpus, exclude=exclude)
+    if keep_corpus and not fresh:
+        fp = _kept_fingerprint(wd.corpus, fp)
     stage("ingest", fp, dir_done(wd.corpus, fp),
           lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp, exclude=exclude, reuse=not fresh))
     corpus_digest = manifest_digest(wd.corpus)
 
+    given_base = recipe.model.base
     recipe = resolve_base(recipe, wd, stage, dir_done)
+    lineage = record_lineage(wd, given_base, corpus_digest)
     if "gguf" in recipe.export.formats:  # refused now, not after training (export/gguf.py)
         check_gguf_request(_model_type(recipe.model.base), recipe.export.quant)
 
@@ -120,7 +130,7 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     stage("pack", fp, dir_done(wd.shards, fp), lambda: pack_corpus(wd.corpus, wd.tokenizer, wd.shards, recipe.pack, fp))
     shards_digest = manifest_digest(wd.shards)
 
-    resolve_replay(recipe, wd, stage, dir_done, tokenizer_digest, exclude)
+    resolve_replay(recipe, wd, stage, dir_done, tokenizer_digest, exclude, keep_corpus=keep_corpus and not fresh)
     train_fp = run_fingerprint(recipe, wd.shards, wd.tokenizer)
     # A changed recipe means a new run (fresh); the same recipe resumes an interrupted one.
     run_manifest = _read_json(wd.run / "manifest.json")
@@ -135,11 +145,12 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
           lambda: evaluate(wd.run, wd.corpus, wd.tokenizer, wd.shards, wd.eval_json, recipe, fingerprint=fp))
     eval_digest = file_sha256(wd.eval_json) if wd.eval_json.exists() else None
 
-    fp = export_fingerprint(recipe, run_digest, tokenizer_digest, eval_digest)
+    fp = export_fingerprint(recipe, run_digest, tokenizer_digest, eval_digest, settings_hash("lineage", lineage))
     stage("export", fp, dir_done(wd.model, fp),
-          lambda: export_model(wd.run, wd.tokenizer, wd.model, recipe, eval_path=wd.eval_json, run_summary=run_summary, fingerprint=fp))
+          lambda: export_model(wd.run, wd.tokenizer, wd.model, recipe, eval_path=wd.eval_json, run_summary=run_summary,
+                               fingerprint=fp, lineage=lineage))
 
-    fp = settings_hash("report", corpus_digest, shards_digest, run_digest, eval_digest, manifest_digest(wd.model))
+    fp = settings_hash("report", corpus_digest, shards_digest, run_digest, eval_digest, manifest_digest(wd.model), lineage)
     stage("report", fp, lambda: wd.report_html.exists() and state.get("report", {}).get("fingerprint") == fp,
           lambda: build_report(wd.root))
     if status["report"] == "ran":  # the evaluation and the report into the run's trackers ([train] report_to)
@@ -196,7 +207,8 @@ def resolve_base(recipe: Recipe, wd: Workdir, stage, dir_done) -> Recipe:
     return apply_continue_defaults(recipe)  # lower LR, short warmup where the recipe set none (config.py)
 
 
-def resolve_replay(recipe: Recipe, wd: Workdir, stage, dir_done, tokenizer_digest: str | None, exclude) -> str | None:
+def resolve_replay(recipe: Recipe, wd: Workdir, stage, dir_done, tokenizer_digest: str | None, exclude,
+                   keep_corpus: bool = False) -> str | None:
     """Replay: ingest `[train] replay_sources` and pack them with the run's tokenizer into WORKDIR/replay/.
 
     All of the replay text is training text (no held-out split); the corpus settings are the
@@ -209,14 +221,45 @@ def resolve_replay(recipe: Recipe, wd: Workdir, stage, dir_done, tokenizer_diges
     corpus = shards.parent / "corpus"
     corpus_cfg = recipe.corpus.model_copy(update={"sources": list(cfg.replay_sources), "validation_fraction": 0.0})
     ingest_fp = source_fingerprint(cfg.replay_sources, corpus_cfg, exclude=exclude)
+    if keep_corpus:
+        ingest_fp = _kept_fingerprint(corpus, ingest_fp)
     fp = settings_hash("replay", ingest_fp, tokenizer_digest, recipe.pack.model_dump(exclude={"batch_documents"}))
 
     def work() -> None:
-        ingest_sources(cfg.replay_sources, corpus, corpus_cfg, ingest_fp, exclude=exclude)
+        if not verify_manifest(corpus, ingest_fp)[0]:
+            ingest_sources(cfg.replay_sources, corpus, corpus_cfg, ingest_fp, exclude=exclude)
         pack_corpus(corpus, wd.tokenizer, shards, recipe.pack, fp)
 
     stage("replay", fp, dir_done(shards, fp), work)
     return manifest_digest(shards)
+
+
+def record_lineage(wd: Workdir, given_base: Path | str | None, corpus_digest: str | None) -> dict[str, Any]:
+    """WORKDIR/lineage.json: the base as the recipe named it, its fingerprint and family, and the corpus.
+
+    The model card and the report quote it, and `selfsup compare` tells from it which runs share a
+    base. A GGUF base is fingerprinted by its file; an HF directory by its files (models/identity.py).
+    """
+    from selfsup.models.identity import display_name, model_fingerprint
+
+    base = None
+    if given_base is not None:
+        imported = Path(given_base).suffix.lower() == ".gguf"
+        base = {"given": str(given_base), "name": display_name(given_base), "fingerprint": model_fingerprint(Path(given_base)),
+                "model_type": _model_type(wd.base if imported else Path(given_base))}
+    lineage = {"base": base, "corpus_digest": corpus_digest}
+    if _read_json(wd.root / LINEAGE_FILE) != lineage:
+        write_json_atomic(wd.root / LINEAGE_FILE, lineage)
+    return lineage
+
+
+def _kept_fingerprint(corpus_dir: Path, fingerprint: str) -> str:
+    """The fingerprint a corpus already here was made with, when it verifies; else the sources' own."""
+    recorded = (_read_json(Path(corpus_dir) / "manifest.json") or {}).get("fingerprint")
+    if recorded and recorded != fingerprint and verify_manifest(corpus_dir, recorded)[0]:
+        say(f"[dim]ingest: keeping the corpus in {esc(corpus_dir)} as it is (the sources changed since it was made)")
+        return recorded
+    return fingerprint
 
 
 def _foreign_checkpoints(run_dir: Path, fingerprint: str) -> bool:

@@ -49,21 +49,24 @@ class Score:
         return asdict(self)
 
 
-def document_sequences(texts: list[str], encoder, eos_id: int, max_tokens: int) -> tuple[list[list[int]], int, int]:
-    """[EOS] + ids + [EOS] per document, up to `max_tokens` targets in all.
+def document_sequences(texts: list[str], encoder, eos_id: int, max_tokens: int,
+                       opener: int | None = None) -> tuple[list[list[int]], int, int]:
+    """[EOS] + ids + [EOS] per document, up to `max_tokens` targets in all ([BOS] + ids + [EOS] where
+    the tokenizer's models expect BOS: `opener`, tokens/load.py `document_opener`).
 
     The document that reaches the cap is cut there (its first tokens, and the bytes they cover, no
     closing EOS): one long page must not multiply the cost of an evaluation.
     """
     seqs, total, n_bytes = [], 0, 0
+    first = eos_id if opener is None else opener
     for text, enc in zip(texts, encoder.encode_batch_fast(texts, add_special_tokens=False)):
         room = max_tokens - total
         if len(enc.ids) + 1 > room:
             offsets = encoder.encode(text, add_special_tokens=False).offsets  # encode_batch_fast skips offsets
             text = text[: offsets[room - 1][1]]
-            seq = [eos_id, *enc.ids[:room]]
+            seq = [first, *enc.ids[:room]]
         else:
-            seq = [eos_id, *enc.ids, eos_id]
+            seq = [first, *enc.ids, eos_id]
         seqs.append(seq)
         total += len(seq) - 1
         n_bytes += len(text.encode("utf-8"))

@@ -26,7 +26,7 @@ import torch
 from selfsup.evaluation.bits_per_byte import document_sequences, score_clm
 from selfsup.evaluation.masked import heldout_blocks, masked_questions, score_masked
 from selfsup.evaluation.text_sets import read_text_sets, spread
-from selfsup.tokens import document_encoder, special_ids, token_byte_lengths
+from selfsup.tokens import document_encoder, document_opener, special_ids, token_byte_lengths
 
 SEED = 4321
 MAX_GENERAL_PASSAGES = 64
@@ -73,7 +73,7 @@ class TradeoffProbe:
         if recipe.eval.texts:
             passages = [p for s in read_text_sets(recipe.eval.texts, MAX_GENERAL_PASSAGES) for p in s.passages]
             passages = spread(passages, MAX_GENERAL_PASSAGES)
-            seqs, _, n_bytes = document_sequences(passages, document_encoder(tokenizer), ids["eos"], budget)
+            seqs, _, n_bytes = document_sequences(passages, document_encoder(tokenizer), ids["eos"], budget, document_opener(tokenizer))
             probe.samples["general_bpb"] = _Sample(seqs, n_bytes)
         if objective == "mlm":
             from selfsup.objectives import get_objective

@@ -53,7 +53,7 @@ from selfsup.evaluation.spans import score_spans, score_unigram_spans, span_ques
 from selfsup.models import build_model, count_parameters, load_pretrained
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
-from selfsup.tokens import document_encoder, load_tokenizer, special_ids, token_byte_lengths
+from selfsup.tokens import document_encoder, document_opener, load_tokenizer, special_ids, token_byte_lengths
 from selfsup.train import find_latest
 from selfsup.train.hardware import autocast_dtype, pick_device
 
@@ -101,7 +101,7 @@ def evaluate(
     texts = [d["text"] for d in islice(read_documents(corpus_dir, split="validation", columns=("text",)), cfg.max_documents)]
     if not texts:
         raise UsageError(f"{corpus_dir} has no validation documents to evaluate on; raise [corpus] validation_fraction")
-    seqs, _, n_bytes = document_sequences(texts, document_encoder(tokenizer), ids["eos"], cfg.max_tokens)
+    seqs, _, n_bytes = document_sequences(texts, document_encoder(tokenizer), ids["eos"], cfg.max_tokens, document_opener(tokenizer))
     all_texts, texts = texts, texts[: len(seqs)]  # cloze and fertility read every held-out document read
     model_vocab = _vocab_rows(model)
     # One pass over the training tokens; padded vocabulary rows were never seen (smoothing covers them).

@@ -38,7 +38,7 @@ from selfsup.ingest import read_documents
 from selfsup.manifest import file_sha256, manifest_digest
 from selfsup.models import load_pretrained
 from selfsup.objectives import get_objective
-from selfsup.tokens import document_encoder, load_tokenizer, special_ids, token_byte_lengths, vocab_size
+from selfsup.tokens import document_encoder, document_opener, load_tokenizer, special_ids, token_byte_lengths, vocab_size
 
 LIFT_OBJECTIVES = ("clm", "fim", "mlm")
 SEED = 1234
@@ -128,7 +128,7 @@ def score_texts(model, tokenizer, texts: list[str], *, recipe: Recipe, seq_len: 
     """
     cfg = recipe.eval
     ids = special_ids(tokenizer)
-    seqs, _, n_bytes = document_sequences(texts, document_encoder(tokenizer), ids["eos"], cfg.max_tokens)
+    seqs, _, n_bytes = document_sequences(texts, document_encoder(tokenizer), ids["eos"], cfg.max_tokens, document_opener(tokenizer))
     if recipe.objective.name != "mlm":
         if model is None:
             return score_unigram_clm(log_probs, seqs, n_bytes).metrics()

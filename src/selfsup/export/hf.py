@@ -60,6 +60,7 @@ def export_model(
     eval_path: Path | None = None,
     run_summary: dict[str, Any] | None = None,
     fingerprint: str = "",
+    lineage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     out_dir = Path(out_dir)
     checkpoint = resolve_model_dir(model_path)
@@ -88,14 +89,14 @@ def export_model(
         write_sentence_transformers_files(out_dir, model, max_seq_length=recipe.pack.seq_len)
     evaluation = read_eval(eval_path) if eval_path else None
     (out_dir / "README.md").write_text(
-        model_card(recipe=recipe, parameters=count_parameters(model), run=run_summary, evaluation=evaluation),
+        model_card(recipe=recipe, parameters=count_parameters(model), run=run_summary, evaluation=evaluation, lineage=lineage),
         encoding="utf-8",
     )
     max_diff = verify_export(out_dir, model, objective)
     gguf = export_gguf_files(out_dir, model, recipe) if "gguf" in recipe.export.formats else None
     manifest = write_manifest(out_dir, stage="export", fingerprint=fingerprint,
                               extra={"objective": objective, "checkpoint": str(checkpoint), "reload_max_logit_diff": max_diff,
-                                     "merged_lora": merged_lora, **({"gguf": gguf} if gguf else {})})
+                                     "merged_lora": merged_lora, "lineage": lineage, **({"gguf": gguf} if gguf else {})})
     say(f"[green]exported[/] {esc(out_dir)} (reloaded with transformers; logits match within {max_diff:.1e})")
     return manifest
 

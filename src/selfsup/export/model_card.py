@@ -108,7 +108,8 @@ def _cell(key: str, value: Any) -> str:
     return f"{value:.1%}"
 
 
-def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, evaluation: dict[str, Any] | None) -> str:
+def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, evaluation: dict[str, Any] | None,
+               lineage: dict[str, Any] | None = None) -> str:
     o = recipe.objective
     objective = objective_text(recipe)
     lines = [
@@ -120,9 +121,9 @@ def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, e
         "",
         "# A domain model trained with selfsup",
         "",
-        f"Trained from {'`' + str(recipe.model.base) + '`' if recipe.model.base else 'scratch (preset `' + recipe.model.preset + '`)'} "
-        f"on an organisation's own documents, with no human labels, by selfsup {__version__}.",
+        f"{_origin(recipe, lineage)} on an organisation's own documents, with no human labels, by selfsup {__version__}.",
         "",
+        *_lineage_lines(recipe, lineage),
         "## Training",
         "",
         f"- Objective: `{o.name}` — {objective}.",
@@ -158,6 +159,31 @@ def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, e
         lines.append("Not evaluated at export time.")
     lines += ["", "## Use", "", USAGE[o.name], "", "Loads with plain `transformers`; no selfsup needed.", ""]
     return "\n".join(lines)
+
+
+def _origin(recipe: Recipe, lineage: dict[str, Any] | None) -> str:
+    base = (lineage or {}).get("base")
+    if base:
+        return f"Continued from the base model **{base['name']}**"
+    if recipe.model.base:
+        return f"Continued from `{recipe.model.base}`"
+    return f"Trained from scratch (preset `{recipe.model.preset}`)"
+
+
+def _lineage_lines(recipe: Recipe, lineage: dict[str, Any] | None) -> list[str]:
+    """Which base this model is locked to, and which corpus made it: enough to tell two models apart."""
+    if not lineage:
+        return []
+    lines = ["## Lineage", ""]
+    base = lineage.get("base")
+    if base:
+        lines += [f"- Base model: `{base['given']}` ({base.get('model_type') or 'unknown family'})",
+                  f"- Base fingerprint: `{base['fingerprint']}`"]
+    else:
+        lines.append(f"- No base model: trained from scratch (preset `{recipe.model.preset}`)")
+    if lineage.get("corpus_digest"):
+        lines.append(f"- Corpus manifest digest: `{lineage['corpus_digest']}`")
+    return lines + [""]
 
 
 def _peak_lr(recipe, run: dict | None) -> str:

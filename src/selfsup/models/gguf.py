@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from selfsup.errors import UsageError
-from selfsup.manifest import file_sha256, write_manifest
+from selfsup.manifest import write_manifest
+from selfsup.models.identity import model_fingerprint
 
 
 def gguf_fingerprint(gguf_path: Path) -> str:
-    return "gguf:" + file_sha256(Path(gguf_path))
+    return model_fingerprint(Path(gguf_path))  # "gguf:<sha256 of the file>"
 
 
 def import_gguf(gguf_path: Path, out_dir: Path) -> Path:

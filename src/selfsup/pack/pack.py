@@ -42,7 +42,7 @@ from selfsup.ingest import corpus_parts
 from selfsup.manifest import MANIFEST, write_json_atomic, write_manifest
 from selfsup.pack.reader import corpus_rows, iter_documents, read_ahead
 from selfsup.tokens.fast_encoder import TiktokenEncoder, TokenizersEncoder, fast_document_encoder
-from selfsup.tokens.load import load_tokenizer, special_ids, vocab_size
+from selfsup.tokens.load import document_opener, load_tokenizer, special_ids, vocab_size
 
 SPLITS = ("train", "validation")
 INDEX = "index.json"
@@ -62,6 +62,7 @@ class StreamFacts:
     vocab_size: int
     eos_id: int
     dtype: np.dtype
+    opener_id: int | None = None  # a BOS before each document, for tokenizers whose models expect one (tokens/load.py)
 
 
 @dataclass(slots=True)
@@ -94,7 +95,7 @@ def open_tokenizer(tokenizer_dir: Path) -> tuple[transformers.PreTrainedTokenize
     if eos is None:
         raise UsageError(f"the tokenizer in {tokenizer_dir} has no eos token to end documents with; retrain or pick another tokenizer")
     vocab = vocab_size(tok)
-    return tok, StreamFacts(vocab, eos, token_dtype(vocab))
+    return tok, StreamFacts(vocab, eos, token_dtype(vocab), document_opener(tok))
 
 
 def encode_rows(
@@ -106,20 +107,25 @@ def encode_rows(
         for split in SPLITS:
             picked = [i for i, s in enumerate(splits) if s == split]
             if picked:
-                chunk = join_documents([encoded[i] for i in picked], facts.eos_id, facts.dtype)
+                chunk = join_documents([encoded[i] for i in picked], facts.eos_id, facts.dtype, facts.opener_id)
                 chunk.text_bytes = sum(len(texts[i].encode("utf-8")) for i in picked)
                 yield split, chunk
 
 
-def join_documents(docs: Sequence[Sequence[int] | np.ndarray], eos: int, dtype: np.dtype) -> EncodedChunk:
-    """Concatenate each non-empty document's ids followed by EOS."""
+def join_documents(docs: Sequence[Sequence[int] | np.ndarray], eos: int, dtype: np.dtype,
+                   opener: int | None = None) -> EncodedChunk:
+    """Concatenate each non-empty document's ids followed by EOS (and preceded by `opener`, if given)."""
     lengths = np.fromiter((len(ids) for ids in docs), dtype=np.int64, count=len(docs))
     keep = lengths > 0
-    lengths = lengths[keep] + 1  # + EOS
+    head = 0 if opener is None else 1
+    lengths = lengths[keep] + 1 + head  # + EOS (+ BOS)
     tokens = np.empty(int(lengths.sum()), dtype=dtype)
     ends = np.cumsum(lengths)
-    for ids, start, end in zip((d for d in docs if len(d)), (ends - lengths).tolist(), ends.tolist()):
-        tokens[start : end - 1] = ids
+    starts = ends - lengths
+    for ids, start, end in zip((d for d in docs if len(d)), starts.tolist(), ends.tolist()):
+        tokens[start + head : end - 1] = ids
+    if opener is not None:
+        tokens[starts] = opener
     tokens[ends - 1] = eos
     return EncodedChunk(tokens, lengths, skipped_empty=int((~keep).sum()))
 
@@ -148,7 +154,7 @@ def write_pack(
         )
 
     index = {"seq_len": cfg.seq_len, "dtype": facts.dtype.name, "vocab_size": facts.vocab_size, "eos_id": facts.eos_id,
-             "splits": splits}
+             "opener_id": facts.opener_id, "splits": splits}
     write_json_atomic(out_dir / INDEX, index)
 
     seconds = time.perf_counter() - started

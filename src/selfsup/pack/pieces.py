@@ -75,7 +75,7 @@ def pack_piece(
         encoder.close()
     extra = {
         "piece": index, "pieces": count, "rows": [rows.start, rows.stop], "splits": splits, "encoder": encoder.engine,
-        "vocab_size": facts.vocab_size, "eos_id": facts.eos_id, "dtype": facts.dtype.name,
+        "vocab_size": facts.vocab_size, "eos_id": facts.eos_id, "opener_id": facts.opener_id, "dtype": facts.dtype.name,
         "seconds": round(time.perf_counter() - started, 3),
     }  # fmt: skip
     return write_manifest(out, stage="pack-piece", fingerprint=fingerprint, extra=extra)
@@ -113,7 +113,7 @@ def merge_pieces(pieces_dir: Path, out_dir: Path, cfg: PackConfig, fingerprint: 
     started = time.perf_counter()
     pieces = _complete_pieces(Path(pieces_dir), fingerprint)
     first = pieces[0][1]
-    facts = StreamFacts(first["vocab_size"], first["eos_id"], np.dtype(first["dtype"]))
+    facts = StreamFacts(first["vocab_size"], first["eos_id"], np.dtype(first["dtype"]), first.get("opener_id"))
 
     def chunks() -> Iterator[tuple[str, EncodedChunk]]:
         for piece_dir, manifest in pieces:

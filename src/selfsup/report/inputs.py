@@ -69,6 +69,7 @@ class ReportInputs:
     run: Loaded[dict[str, Any]]
     eval: Loaded[dict[str, Any]]
     model_dir: Loaded[Path]
+    lineage: Loaded[dict[str, Any]] = Loaded.gone("lineage.json not found (written by `selfsup run`)")
 
 
 def read_inputs(workdir: Path, audit_rows: int = 50) -> ReportInputs:
@@ -84,6 +85,7 @@ def read_inputs(workdir: Path, audit_rows: int = 50) -> ReportInputs:
         run=read_json_object(wd.run / "run.json", wd.root, made_by="train"),
         eval=read_json_object(wd.eval_json, wd.root, made_by="eval"),
         model_dir=read_model_dir(wd.model, wd.root),
+        lineage=read_json_object(wd.root / "lineage.json", wd.root, made_by="run"),
     )
 
 

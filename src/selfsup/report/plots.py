@@ -90,6 +90,23 @@ def tradeoff_png(points: Sequence[dict[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
+RUN_COLOURS = ("#2563eb", "#ea580c", "#059669", "#7c3aed", "#db2777", "#0891b2")
+
+
+def runs_curves_png(lines: Sequence[dict[str, Any]], title: str) -> bytes | None:
+    """Several runs on one plot: each line {"label", "points": [(step, bits/byte)], "dashed", "colour": index}."""
+    if not lines:
+        return None
+    fig, ax = _figure(8.0, 3.4)
+    for line in lines:
+        xs, ys = zip(*line["points"])
+        ax.plot(xs, ys, "--" if line["dashed"] else "-", color=RUN_COLOURS[line["colour"] % len(RUN_COLOURS)],
+                marker="o", markersize=3, linewidth=1.6, label=line["label"])
+    _style(ax, title, "step", "bits / byte")
+    ax.legend(frameon=False, fontsize=7, labelcolor=INK)
+    return _png(fig)
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 

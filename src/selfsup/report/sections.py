@@ -13,6 +13,7 @@ import math
 import statistics
 from typing import Any, Callable
 
+from selfsup.models.identity import short
 from selfsup.report.formatting import (
     DASH,
     fmt_bytes,
@@ -74,7 +75,7 @@ def summary_section(inputs: ReportInputs) -> dict[str, Any]:
     }
     headline = _headline_comparison(inputs)
 
-    sentences = [s for s in (_corpus_sentence(corpus), _training_sentence(run, figures, bool(train_points)),
+    sentences = [s for s in (_corpus_sentence(corpus), _training_sentence(run, figures, bool(train_points), inputs.lineage.value),
                              _eval_sentence(headline)) if s]
     if not sentences:
         sentences.append("Nothing to report yet: this work directory holds no corpus, training run or evaluation.")
@@ -107,7 +108,8 @@ def _corpus_sentence(corpus: dict[str, Any]) -> str | None:
     return text + "."
 
 
-def _training_sentence(run: dict[str, Any], figures: dict[str, Any], has_metrics: bool) -> str | None:
+def _training_sentence(run: dict[str, Any], figures: dict[str, Any], has_metrics: bool,
+                       lineage: dict[str, Any] | None = None) -> str | None:
     if not run and not has_metrics:
         return None
     objective = OBJECTIVES.get(str(run.get("objective")), "model")
@@ -115,8 +117,12 @@ def _training_sentence(run: dict[str, Any], figures: dict[str, Any], has_metrics
     text = f"A {size}{objective}"
     if run.get("preset"):
         text += f" (preset {run['preset']})"
+    named = _dict(_dict(lineage).get("base"))
     base = _dict(_dict(run.get("recipe")).get("model")).get("base")
-    text += f" was continued from {base}" if base else " was trained"
+    if named.get("name"):  # the base as the recipe named it (a GGUF file, not WORKDIR/base), with its fingerprint
+        text += f" was continued from the base {named['name']} ({short(named.get('fingerprint'))})"
+    else:
+        text += f" was continued from {base}" if base else " was trained"
     if figures["steps"] is not None:
         text += f" for {fmt_int(figures['steps'])} steps"
     if figures["tokens"] is not None:

@@ -89,6 +89,20 @@ def vocab_size(tok: transformers.PreTrainedTokenizerBase) -> int:
     return max(len(tok), max(tok.get_vocab().values(), default=-1) + 1)
 
 
+def document_opener(tok: transformers.PreTrainedTokenizerBase) -> int | None:
+    """The BOS id where the tokenizer puts BOS before text by convention (Gemma, Llama), else None.
+
+    Such models read text without BOS as a strange context: Gemma-3-270M scored 4.6% worse bits
+    per byte on held-out manual pages opened with EOS than with BOS (1.296 against 1.236). So
+    packing puts it before each document and evaluation opens each document with it; where BOS is
+    EOS or is never added (GPT-2, SmolLM2, the BPEs selfsup trains), documents open with EOS.
+    """
+    bos = tok.bos_token_id
+    if bos is None or bos == special_ids(tok)["eos"]:
+        return None
+    return bos if tok("a").input_ids[:1] == [bos] else None
+
+
 def document_encoder(tok: transformers.PreTrainedTokenizerFast) -> Tokenizer:
     """A private copy of the Rust tokenizer for encoding whole documents as plain text.
 
