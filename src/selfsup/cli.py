@@ -96,10 +96,11 @@ def rebase(
     split are carried over (nothing is extracted again); tokenizer, packing and training follow the new base.
     Then `selfsup compare NEWDIR` shows old and new base, alone and adapted, on the same documents."""
     from selfsup.pipeline import run_pipeline
-    from selfsup.rebase import default_rebase_dir, prepare_rebase
+    from selfsup.rebase import check_rebase, default_rebase_dir, prepare_rebase
 
     started = time.perf_counter()
     target = new_workdir or default_rebase_dir(workdir, base)
+    check_rebase(workdir, base, target)  # before the new work directory is made
     with writer_lock(target, f"selfsup rebase {workdir} --base {base}", wait=wait):
         recipe = prepare_rebase(workdir, base, target)
         result = run_pipeline(recipe, target, nproc=nproc, keep_corpus=True)

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from selfsup.errors import ConfigError
 
 ObjectiveName = Literal["clm", "mlm", "fim", "span", "contrastive", "tsdae"]
+DECODER_OBJECTIVES = frozenset({"clm", "fim"})  # always train a causal decoder
+MIXABLE_OBJECTIVES = frozenset({"clm", "fim", "span"})  # one decoder, one loss: they can share a run
 
 
 class Section(BaseModel):
@@ -147,6 +149,42 @@ class ObjectiveConfig(Section):
         "neighbours", description="contrastive: positive = the next span of the same document, or the same span (SimCSE)"
     )
     deletion_rate: float = Field(0.6, gt=0.0, lt=1.0, description="tsdae: share of words deleted from the input")
+    mix: dict[ObjectiveName, float] | None = Field(
+        None, description="decoders: several objectives in one run, name = share of micro-batches, e.g. "
+        "{clm = 0.5, span = 0.5}; each micro-batch draws one from the seeded per-step generator, so a resumed run "
+        "draws the same (objectives/mix.py)",
+    )
+
+    @property
+    def names(self) -> list[str]:
+        """The objectives this run trains: the mix's, else the one named."""
+        return list(self.mix) if self.mix else [self.name]
+
+    @property
+    def label(self) -> str:
+        """How logs and reports name it: "clm", or "mix: clm 75% + span 25%"."""
+        if not self.mix:
+            return self.name
+        total = sum(self.mix.values())
+        return "mix: " + " + ".join(f"{n} {w / total:.0%}" for n, w in sorted(self.mix.items()))
+
+    @model_validator(mode="after")
+    def _mix_is_of_decoder_objectives(self) -> ObjectiveConfig:
+        if self.mix is None:
+            return self
+        if not self.mix or any(w <= 0 for w in self.mix.values()):
+            raise ValueError("[objective] mix needs at least one objective, each with a share above 0, "
+                             "e.g. mix = {clm = 0.5, span = 0.5}")
+        other = sorted(set(self.mix) - MIXABLE_OBJECTIVES)
+        if other:
+            raise ValueError(f"[objective] mix combines objectives of one causal decoder ({', '.join(sorted(MIXABLE_OBJECTIVES))}); "
+                             f"{', '.join(other)} trains another kind of model: train it in a run of its own")
+        if "name" not in self.model_fields_set:  # the main objective: the largest share (names its metrics first)
+            object.__setattr__(self, "name", max(self.mix, key=lambda k: self.mix[k]))
+        elif self.name not in self.mix:
+            raise ValueError(f"[objective] name = {self.name!r} is not in mix {dict(self.mix)}; add it to the mix or "
+                             "leave name out (the largest share is the main objective)")
+        return self
 
     @field_validator("random_replace")
     @classmethod
@@ -291,11 +329,38 @@ class Recipe(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
+    @property
+    def decoder(self) -> bool:
+        """Whether the run trains a causal decoder: clm and fim always; span (alone or in a mix) when it
+        continues a decoder base (from scratch, span trains a T5 encoder-decoder)."""
+        names = set(self.objective.names)
+        if names <= DECODER_OBJECTIVES:
+            return True
+        return names <= MIXABLE_OBJECTIVES and self.model.base is not None and base_is_decoder(self.model.base)
+
+    @property
+    def model_objective(self) -> str:
+        """The objective whose model family the run builds, loads and exports: "clm" for every decoder
+        run (clm, fim, span on a decoder base, a mix), else the objective itself."""
+        return "clm" if self.decoder else self.objective.name
+
+    def _may_train_a_decoder(self) -> bool:
+        """`decoder` without reading the base (paths are resolved after validation)."""
+        names = set(self.objective.names)
+        return names <= DECODER_OBJECTIVES or (names <= MIXABLE_OBJECTIVES and self.model.base is not None)
+
+    @model_validator(mode="after")
+    def _mixed_span_needs_a_decoder_base(self) -> Recipe:
+        if self.objective.mix and "span" in self.objective.mix and not self._may_train_a_decoder():
+            raise ValueError("[objective] mix with span trains a causal decoder: set [model] base to a decoder "
+                             "(an HF directory or .gguf); from scratch, span trains a T5 model in a run of its own")
+        return self
+
     @model_validator(mode="after")
     def _gguf_is_for_decoders(self) -> Recipe:
-        if "gguf" in self.export.formats and self.objective.name not in ("clm", "fim"):
-            raise ValueError(f'[export] formats: "gguf" is for decoders (objective clm or fim), not '
-                             f'{self.objective.name}; remove "gguf" from formats')
+        if "gguf" in self.export.formats and not self._may_train_a_decoder():
+            raise ValueError(f'[export] formats: "gguf" is for decoders (objective clm or fim, or span on a decoder '
+                             f'base), not {self.objective.name}; remove "gguf" from formats')
         return self
 
     @model_validator(mode="after")
@@ -303,9 +368,9 @@ class Recipe(Section):
         if self.train.lr == "auto" and self.model.base is None:
             raise ValueError('[train] lr = "auto" searches a rate for continuing a base model; set [model] base, '
                              "or give lr a number (from scratch: e.g. 3e-3)")
-        if self.train.select != "none" and (self.model.base is None or self.objective.name not in ("clm", "fim")):
+        if self.train.select != "none" and (self.model.base is None or not self._may_train_a_decoder()):
             raise ValueError(f'[train] select = "{self.train.select}" scores blocks with the base decoder: it needs '
-                             '[model] base and objective clm or fim; set select = "none"')
+                             '[model] base, a decoder; set select = "none"')
         return apply_continue_defaults(self)
 
 
@@ -342,6 +407,23 @@ def apply_continue_defaults(recipe: Recipe) -> Recipe:
         if key not in given:
             setattr(train, key, value)
     return recipe
+
+
+def base_is_decoder(base: Path) -> bool:
+    """Whether a base model is a causal decoder: a .gguf file always is (selfsup imports decoders from
+    GGUF); an HF directory is when its config.json is not an encoder-decoder and names a *ForCausalLM
+    architecture (or a decoder family). A missing or unreadable config counts as not a decoder."""
+    base = Path(base)
+    if base.suffix.lower() == ".gguf":
+        return True
+    try:
+        config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if config.get("is_encoder_decoder"):
+        return False
+    return any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or []) or config.get("model_type") in (
+        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gpt2", "olmo", "olmo2", "phi3")
 
 
 def settings_hash(*parts: Any) -> str:

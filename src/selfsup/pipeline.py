@@ -28,7 +28,7 @@ from selfsup.pack import pack_corpus
 from selfsup.report import build_report
 from selfsup.tokens import train_tokenizer
 from selfsup.tokens.extend import SAMPLE_CHARS as EXTEND_SAMPLE_CHARS
-from selfsup.tokens.extend import extend_tokenizer
+from selfsup.tokens.extend import DECODER_SENTINELS, add_sentinels, extend_tokenizer
 from selfsup.tokens.train import RESERVED_TOKENS, reuse_tokenizer
 from selfsup.train import run_fingerprint, train
 from selfsup.train.replay import replay_shards_dir
@@ -41,7 +41,20 @@ RECIPE_FILE = "recipe.json"  # the recipe as given, before the base is resolved:
 LINEAGE_FILE = "lineage.json"  # which base (and its fingerprint) and which corpus the run's model comes from
 
 
+def decoder_sentinels(recipe: Recipe) -> int:
+    """How many `<extra_id_N>` a reused tokenizer must gain: span on a decoder base needs them (0 otherwise)."""
+    if recipe.tokenizer.from_dir is None or "span" not in recipe.objective.names or not recipe.decoder:
+        return 0
+    return DECODER_SENTINELS
+
+
 def tokenizer_fingerprint(recipe: Recipe, corpus_digest: str | None) -> str:
+    if decoder_sentinels(recipe):
+        return settings_hash(_reused_fingerprint(recipe, corpus_digest), "sentinels", decoder_sentinels(recipe))
+    return _reused_fingerprint(recipe, corpus_digest)
+
+
+def _reused_fingerprint(recipe: Recipe, corpus_digest: str | None) -> str:
     if recipe.tokenizer.from_dir is not None:
         source = Path(recipe.tokenizer.from_dir) / "tokenizer.json"
         files_hash = file_sha256(source) if source.is_file() else str(recipe.tokenizer.from_dir)
@@ -59,6 +72,13 @@ def pack_fingerprint(recipe: Recipe, corpus_digest: str | None, tokenizer_digest
 
 
 def build_tokenizer(corpus_dir: Path, out_dir: Path, recipe: Recipe, fingerprint: str) -> dict[str, Any]:
+    if decoder_sentinels(recipe):  # the base's tokenizer (and mined terms), then the span sentinels
+        _build_tokenizer(corpus_dir, out_dir, recipe, "before-sentinels:" + fingerprint)
+        return add_sentinels(out_dir, decoder_sentinels(recipe), fingerprint)
+    return _build_tokenizer(corpus_dir, out_dir, recipe, fingerprint)
+
+
+def _build_tokenizer(corpus_dir: Path, out_dir: Path, recipe: Recipe, fingerprint: str) -> dict[str, Any]:
     if recipe.tokenizer.from_dir is not None and recipe.tokenizer.extend:
         # The copy's manifest gets a fingerprint of its own: if extending is interrupted, the stage is redone.
         reuse_tokenizer(recipe.tokenizer.from_dir, out_dir, fingerprint="before-extend:" + fingerprint)
@@ -109,9 +129,8 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
 
     # A work directory inside a source folder must not ingest its own output.
     exclude = [wd.root.resolve()]
-    fp = source_fingerprint(recipe.corpus.sources, recipe.corpus, exclude=exclude)
-    if keep_corpus and not fresh:
-        fp = _kept_fingerprint(wd.corpus, fp)
+    kept = _kept_fingerprint(wd.corpus) if keep_corpus and not fresh else None
+    fp = kept or source_fingerprint(recipe.corpus.sources, recipe.corpus, exclude=exclude)
     stage("ingest", fp, dir_done(wd.corpus, fp),
           lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp, exclude=exclude, reuse=not fresh))
     corpus_digest = manifest_digest(wd.corpus)
@@ -220,9 +239,8 @@ def resolve_replay(recipe: Recipe, wd: Workdir, stage, dir_done, tokenizer_diges
     shards = replay_shards_dir(wd.shards)
     corpus = shards.parent / "corpus"
     corpus_cfg = recipe.corpus.model_copy(update={"sources": list(cfg.replay_sources), "validation_fraction": 0.0})
-    ingest_fp = source_fingerprint(cfg.replay_sources, corpus_cfg, exclude=exclude)
-    if keep_corpus:
-        ingest_fp = _kept_fingerprint(corpus, ingest_fp)
+    kept = _kept_fingerprint(corpus) if keep_corpus else None
+    ingest_fp = kept or source_fingerprint(cfg.replay_sources, corpus_cfg, exclude=exclude)
     fp = settings_hash("replay", ingest_fp, tokenizer_digest, recipe.pack.model_dump(exclude={"batch_documents"}))
 
     def work() -> None:
@@ -253,13 +271,14 @@ def record_lineage(wd: Workdir, given_base: Path | str | None, corpus_digest: st
     return lineage
 
 
-def _kept_fingerprint(corpus_dir: Path, fingerprint: str) -> str:
-    """The fingerprint a corpus already here was made with, when it verifies; else the sources' own."""
+def _kept_fingerprint(corpus_dir: Path) -> str | None:
+    """The fingerprint a corpus already here was made with, when it verifies (it is then used as it is,
+    without reading the sources again); None when there is no such corpus."""
     recorded = (_read_json(Path(corpus_dir) / "manifest.json") or {}).get("fingerprint")
-    if recorded and recorded != fingerprint and verify_manifest(corpus_dir, recorded)[0]:
-        say(f"[dim]ingest: keeping the corpus in {esc(corpus_dir)} as it is (the sources changed since it was made)")
+    if recorded and verify_manifest(corpus_dir, recorded)[0]:
+        say(f"[dim]ingest: using the corpus in {esc(corpus_dir)} as it is")
         return recorded
-    return fingerprint
+    return None
 
 
 def _foreign_checkpoints(run_dir: Path, fingerprint: str) -> bool:

@@ -70,8 +70,8 @@ def original_recipe(old: Path) -> Recipe:
     return recipe_from_dict(json.loads(run_json.read_text(encoding="utf-8"))["recipe"], origin=str(run_json))
 
 
-def prepare_rebase(old: Path, new_base: Path, new_dir: Path) -> Recipe:
-    """Check the inputs, carry the corpus (and replay corpus) over, write rebase.json; returns the recipe to run."""
+def check_rebase(old: Path, new_base: Path, new_dir: Path) -> None:
+    """Refuse what cannot work before anything is written."""
     old, new_dir, new_base = Path(old), Path(new_dir), Path(new_base)
     if not old.is_dir():
         raise UsageError(f"work directory {old} does not exist")
@@ -79,10 +79,17 @@ def prepare_rebase(old: Path, new_base: Path, new_dir: Path) -> Recipe:
         raise UsageError(f"--workdir {new_dir} is the work directory being rebased; give the new run a directory of its own")
     if not (new_base.is_dir() or (new_base.is_file() and new_base.suffix.lower() == ".gguf")):
         raise UsageError(f"--base {new_base} is neither an HF model directory nor a .gguf file")
-    old_wd, new_wd = Workdir(old), Workdir(new_dir)
-    ok, why = verify_manifest(old_wd.corpus)
+    ok, why = verify_manifest(Workdir(old).corpus)
     if not ok:
         raise UsageError(f"the corpus of {old} cannot be reused ({why}); finish `selfsup run` there first")
+    original_recipe(old)  # readable
+
+
+def prepare_rebase(old: Path, new_base: Path, new_dir: Path) -> Recipe:
+    """Carry the corpus (and replay corpus) over, write rebase.json; returns the recipe to run."""
+    check_rebase(old, new_base, new_dir)
+    old, new_dir, new_base = Path(old), Path(new_dir), Path(new_base)
+    old_wd, new_wd = Workdir(old), Workdir(new_dir)
     recipe = rebased_recipe(old, new_base)
     new_wd.root.mkdir(parents=True, exist_ok=True)
     carry_over(old_wd.corpus, new_wd.corpus)

@@ -109,3 +109,22 @@ def test_summed_held_out_nll_equals_the_logits_cross_entropy(monkeypatch, bf16):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         fallback = float(target_nll(model, {"input_ids": ids, "attention_mask": attn}, targets).sum())
     assert fallback == pytest.approx(float(want), rel=1e-2 if bf16 else 1e-5)
+
+
+def test_gemma3_takes_the_chunked_head_with_the_same_loss_and_gradients():
+    """Gemma 3 (no final logit soft-capping, a tied head, embeddings scaled inside the backbone)
+    qualifies: its 262k-token vocabulary is where full-vocabulary logits cost most."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                              num_key_value_heads=2, head_dim=16, max_position_embeddings=64, sliding_window=8)
+    model = Gemma3ForCausalLM(config)
+    assert supports_chunked_head(model)
+    ids = torch.randint(5, 300, (2, 16))
+    batch = {"input_ids": ids, "labels": ids.clone()}
+    want, want_grads = _loss_and_grads(model, lambda m, b: m(**b).loss, batch, bf16=False)
+    got, got_grads = _loss_and_grads(model, chunked_causal_lm_loss, batch, bf16=False)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-5)

@@ -69,3 +69,30 @@ def test_extension_records_old_pieces_and_is_deterministic(tmp_path, tokenizer_d
         assert t["pieces"] == base.encode(t["token"], add_special_tokens=False).ids
         assert len(t["pieces"]) >= 3 and t["count"] >= 3
     assert json.loads((a / EXTENSION_FILE).read_text())["terms"][0]["token"].startswith(" ")
+
+
+def test_span_sentinels_join_a_decoder_tokenizer_as_special_tokens_without_changing_text(tmp_path):
+    """add_sentinels gives a tokenizer without <extra_id_N> exactly N of them: each one token, dropped by
+    skip_special_tokens, recorded with the pieces the base spelled it with; ordinary text encodes as before."""
+    from selfsup.tokens import special_ids
+    from selfsup.tokens.extend import add_sentinels
+    from tests.test_rebase_story import build_qwen2_base
+
+    base = build_qwen2_base(tmp_path / "base", [d * 3 for d in _domain_documents()])
+    out = tmp_path / "tokenizer"
+    reuse_tokenizer(base, out, fingerprint="fp")
+    before = load_tokenizer(out)
+    manifest = add_sentinels(out, 12, fingerprint="fp2")
+    tok = transformers.AutoTokenizer.from_pretrained(str(out), local_files_only=True)
+    ids = special_ids(tok)
+    assert [ids.get(f"extra_id_{i}") for i in range(12)] == list(range(len(before), len(before) + 12))
+    assert ids.get("extra_id_12") is None and manifest["sentinels"]["added"] == 12
+    assert manifest["vocab_size"] == len(before) + 12 and verify_manifest(out, "fp2")[0]
+    assert tok("x <extra_id_3> y", add_special_tokens=False).input_ids.count(ids["extra_id_3"]) == 1
+    assert "<extra_id_3>" not in tok.decode(tok("x <extra_id_3> y").input_ids, skip_special_tokens=True)
+    plain = "Call sqlite3_prepare_v2 before stepping."
+    assert tok(plain, add_special_tokens=False).input_ids == before(plain, add_special_tokens=False).input_ids
+    assert document_encoder(tok).encode(plain, add_special_tokens=False).ids == before(plain, add_special_tokens=False).input_ids
+    record = read_extension(out)["terms"]
+    assert len(record) == 12 and all(t["special"] and t["pieces"] and max(t["pieces"]) < len(before) for t in record)
+    assert record[0]["pieces"] == before("<extra_id_0>", add_special_tokens=False).input_ids

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from selfsup.tokens import document_encoder
+from selfsup.tokens import document_encoder, document_opener
 from selfsup.train.hardware import autocast
 
 WORD = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b")
@@ -145,14 +145,14 @@ def score_probes(model, tokenizer, probes: list[Probe], objective: str, *, devic
     for probe in probes:
         if objective == "mlm":
             out.append(_mlm_scores(model, encoder, probe, eos, pad, tokenizer.mask_token_id, device, amp_dtype))
-        else:
-            out.append(_clm_scores(model, encoder, probe, eos, pad, device, amp_dtype))
+        else:  # a clm sentence opens as a held-out document does: BOS where the model expects it
+            out.append(_clm_scores(model, encoder, probe, document_opener(tokenizer) or eos, pad, device, amp_dtype))
     return out
 
 
-def _clm_scores(model, encoder, probe: Probe, eos: int, pad: int, device, amp_dtype) -> list[float]:
-    """Σ ln p(token) of [EOS] + sentence, one row per candidate."""
-    seqs = [[eos, *e.ids] for e in encoder.encode_batch_fast([probe.with_candidate(c) for c in probe.candidates],
+def _clm_scores(model, encoder, probe: Probe, opener: int, pad: int, device, amp_dtype) -> list[float]:
+    """Σ ln p(token) of [EOS or BOS] + sentence, one row per candidate."""
+    seqs = [[opener, *e.ids] for e in encoder.encode_batch_fast([probe.with_candidate(c) for c in probe.candidates],
                                                               add_special_tokens=False)]
     ids, attn = _pad(seqs, pad)
     with autocast(device, amp_dtype):

@@ -12,7 +12,8 @@ scored on the *same bytes*:
   the same text for every model, whatever its tokenizer.
 - **general text**: every `[eval] texts` set of the runs' recipes.
 - **task metrics**: cloze probes (salient domain terms, one set for all) for language models;
-  retrieval (MRR, recall) among held-out passages for embedding models, with BM25 beside them.
+  held-out infill (middle exact match) for fill-in-the-middle runs' models whose tokenizer has the
+  sentinels; retrieval (MRR, recall) among held-out passages for embedding models, BM25 beside them.
 
 Bits per byte is tokenizer-independent, so a Llama-family base and a Gemma-family one share a
 column. The models are every run's base and adapted model, a base shared by several runs counted
@@ -63,7 +64,13 @@ class CompareRun:
 
     @property
     def objective(self) -> str:
-        return self.recipe.objective.name
+        """The model family's objective: "clm" for every decoder run (span on a decoder, a mix)."""
+        return self.recipe.model_objective
+
+    @property
+    def trains(self) -> list[str]:
+        """The objectives the run trained (a mix's several)."""
+        return self.recipe.objective.names
 
     def cost(self) -> dict[str, Any]:
         return {"minutes": (self.run.get("elapsed_s") or 0) / 60, "tokens": self.run.get("tokens"), "steps": self.run.get("steps")}
@@ -87,9 +94,11 @@ class Evidence:
     general: list[TextSet]
     probes: list
     info: dict[str, Any]
+    infill: bool = False  # a run trained fim or span: every decoder with FIM sentinels is asked for held-out middles
 
     def digest(self) -> str:
-        blob = json.dumps([self.heldout, [(s.name, s.passages) for s in self.general], [p.as_dict() for p in self.probes]])
+        blob = json.dumps([self.heldout, [(s.name, s.passages) for s in self.general], [p.as_dict() for p in self.probes],
+                           self.infill])
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -237,7 +246,8 @@ def gather_evidence(runs: list[CompareRun], *, common: bool = False, max_bytes: 
              "general": [{"name": s.name, "passages": len(s.passages), "bytes": sum(len(p.encode()) for p in s.passages)}
                          for s in general],
              "cloze_probes": len(probes)}
-    return Evidence(heldout, general, probes, info)
+    # Infill is asked of every decoder whose tokenizer has FIM sentinels when a run trained an infilling objective.
+    return Evidence(heldout, general, probes, info, infill=any({"fim", "span"} & set(r.trains) for r in runs))
 
 
 def cut_to_bytes(texts: list[str], budget: int) -> list[str]:
@@ -302,6 +312,9 @@ def score_model(m: CompareModel, evidence: Evidence, *, seq_len: int, recipe: Re
         scores["heldout"] = score_texts(model, tokenizer, evidence.heldout, **kw)
         for s in evidence.general:
             scores[s.name] = score_texts(model, tokenizer, s.passages, **kw)
+        if evidence.infill and m.objective == "clm":  # the base too: did training teach it to fill in?
+            scores["infill"] = score_infill(model, tokenizer, evidence.heldout, seq_len=seq_len, recipe=recipe,
+                                            device=device, amp_dtype=amp_dtype)
         if evidence.probes:
             ranks = ranks_of_answers(evidence.probes, score_probes(model, tokenizer, evidence.probes, m.objective,
                                                                  device=device, amp_dtype=amp_dtype))
@@ -309,6 +322,21 @@ def score_model(m: CompareModel, evidence: Evidence, *, seq_len: int, recipe: Re
     elif family == "embedding":
         scores["retrieval"] = score_retrieval_texts(model, tokenizer, evidence.heldout, recipe, device=device)
     return scores
+
+
+def score_infill(model, tokenizer, texts: list[str], *, seq_len: int, recipe: Recipe, device, amp_dtype) -> dict[str, Any]:
+    """Middle exact match and token accuracy of held-out fill-in-the-middle questions (as evaluate does);
+    {} for a model whose tokenizer has no FIM sentinels (a base that never learned the format)."""
+    from selfsup.evaluation.bits_per_byte import document_sequences
+    from selfsup.evaluation.infill import fim_questions, score_fim
+    from selfsup.tokens import document_encoder, document_opener, special_ids
+
+    ids = special_ids(tokenizer)
+    if any(ids.get(k) is None for k in ("fim_prefix", "fim_middle", "fim_suffix")):
+        return {}
+    seqs, _, _ = document_sequences(texts, document_encoder(tokenizer), ids["eos"], 10**12, document_opener(tokenizer))
+    questions = fim_questions(seqs, ids, seq_len, SEED)
+    return score_fim(model, questions, batch_size=recipe.eval.batch_size, device=device, amp_dtype=amp_dtype, pad_id=ids["pad"])
 
 
 def score_retrieval_texts(model, tokenizer, texts: list[str], recipe: Recipe, *, device) -> dict[str, Any]:

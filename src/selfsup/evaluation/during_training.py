@@ -57,7 +57,7 @@ class TradeoffProbe:
         a forward pass on one process alone) gives a probe that measures nothing.
         """
         budget = recipe.eval.during_training_tokens
-        objective = recipe.objective.name
+        objective = recipe.model_objective  # every decoder run (span on a decoder, a mix) is scored as clm
         ids = special_ids(tokenizer)
         probe = cls(objective, val.seq_len if val is not None else recipe.pack.seq_len, ids["pad"],
                     token_byte_lengths(tokenizer), device, amp_dtype, {})

@@ -49,7 +49,13 @@ from selfsup.manifest import write_json_atomic
 from selfsup.evaluation.infill import fim_questions, score_fim, score_unigram_fim
 from selfsup.evaluation.lift import LIFT_OBJECTIVES, measure_lift
 from selfsup.evaluation.retrieval import retrieval_pairs, score_bm25, score_retrieval
-from selfsup.evaluation.spans import score_spans, score_unigram_spans, span_questions
+from selfsup.evaluation.spans import (
+    decoder_span_questions,
+    score_decoder_spans,
+    score_spans,
+    score_unigram_spans,
+    span_questions,
+)
 from selfsup.models import build_model, count_parameters, load_pretrained
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
@@ -88,7 +94,8 @@ def evaluate(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     cfg = recipe.eval
-    objective_name = recipe.objective.name
+    objective_name = recipe.model_objective  # "clm" for every decoder run: span on a decoder and mixes too
+    names = recipe.objective.names
     model_dir = resolve_model_dir(model_path)
     device = pick_device()
     amp = autocast_dtype(recipe.train.precision, device)
@@ -116,10 +123,17 @@ def evaluate(
     if objective_name in ("clm", "fim"):
         trained = score_clm(model, seqs, n_bytes, seq_len=seq_len, batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw).metrics()
         unigram = score_unigram_clm(log_probs, seqs, n_bytes).metrics()
-        if objective_name == "fim":
+        if "fim" in names:
             questions = fim_questions(seqs, ids, seq_len, EVAL_SEED)
             trained |= score_fim(model, questions, batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw)
             unigram |= score_unigram_fim(log_probs, questions, special)
+        if "span" in names:  # on a decoder: the hidden spans written after the text (objectives/span.py)
+            spans = get_objective(recipe.objective, ids, _vocab_rows(model), decoder=True, name="span")
+            questions = decoder_span_questions(seqs, spans, seq_len, EVAL_SEED)
+            span_scores = score_decoder_spans(model, questions, _byte_lengths(tokenizer, _vocab_rows(model)), spans.sentinels,
+                                              batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw)
+            trained |= {"span_bits_per_byte": span_scores["bits_per_byte"], "span_exact_match": span_scores["span_exact_match"],
+                        "spans": span_scores["spans"]}
         samples = generate_samples(model, tokenizer, texts, n=cfg.samples, new_tokens=cfg.sample_tokens, seed=EVAL_SEED)
         models = {"trained": trained, "unigram": unigram}
     elif objective_name == "mlm":
@@ -156,6 +170,7 @@ def evaluate(
 
     result = {
         "objective": objective_name,
+        "objectives": names,
         "fingerprint": fingerprint,
         "model": {"path": str(model_dir), "parameters": count_parameters(model)},
         "sets": {"heldout": models},
@@ -203,9 +218,9 @@ def _byte_lengths(tokenizer, size: int):
 def _model_before_training(recipe: Recipe, tokenizer, ids, shards: TokenShards):
     """The baseline embedding model: the base model, or the preset initialised as training initialised it."""
     if recipe.model.base is not None:
-        return load_pretrained(recipe.model.base, recipe.objective.name)
+        return load_pretrained(recipe.model.base, recipe.model_objective)
     torch.manual_seed(recipe.train.seed)  # the train loop seeds exactly so before build_model
-    return build_model(recipe.objective.name, recipe.model.preset, vocab_size=max(len(tokenizer), shards.vocab_size),
+    return build_model(recipe.model_objective, recipe.model.preset, vocab_size=max(len(tokenizer), shards.vocab_size),
                        seq_len=shards.seq_len, special_ids=ids, dropout=recipe.model.dropout)
 
 

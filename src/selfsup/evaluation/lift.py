@@ -68,7 +68,7 @@ def measure_lift(
     `probe_texts` all held-out documents read (up to max_documents), for cloze probes and fertility.
     """
     cfg = recipe.eval
-    objective = recipe.objective.name
+    objective = recipe.model_objective
     kw = dict(recipe=recipe, seq_len=seq_len, device=device, amp_dtype=amp_dtype)
     # A large sample of each general set tells which words are common English (or common anywhere);
     # the scored sample is an evenly spread part of it.
@@ -129,7 +129,7 @@ def score_texts(model, tokenizer, texts: list[str], *, recipe: Recipe, seq_len: 
     cfg = recipe.eval
     ids = special_ids(tokenizer)
     seqs, _, n_bytes = document_sequences(texts, document_encoder(tokenizer), ids["eos"], cfg.max_tokens, document_opener(tokenizer))
-    if recipe.objective.name != "mlm":
+    if recipe.model_objective != "mlm":
         if model is None:
             return score_unigram_clm(log_probs, seqs, n_bytes).metrics()
         return score_clm(model, seqs, n_bytes, seq_len=seq_len, batch_size=cfg.batch_size, device=device,
@@ -149,11 +149,11 @@ def score_base(base_dir: Path, sets: dict, general, heldout_texts: list[str], pr
                corpus_dir: Path, key: str, *, recipe: Recipe, **kw) -> dict[str, Any]:
     """The base model's figures on every set, its cloze scores and its tokenizer's fertility."""
     kw["recipe"] = recipe
-    base = load_pretrained(base_dir, recipe.objective.name).to(kw["device"])
+    base = load_pretrained(base_dir, recipe.model_objective).to(kw["device"])
     base_tok = load_tokenizer(base_dir)
     texts = {"heldout": heldout_texts, **{s.name: s.passages for s in general}}
     results = {name: score_texts(base, base_tok, texts[name], **kw) for name in sets}
-    cloze = score_probes(base, base_tok, probes, recipe.objective.name, device=kw["device"], amp_dtype=kw["amp_dtype"])
+    cloze = score_probes(base, base_tok, probes, recipe.model_objective, device=kw["device"], amp_dtype=kw["amp_dtype"])
     del base
     fertility = compare_fertility({"base": base_tok}, probe_texts, corpus_dir, vocab_size(base_tok))
     return {"key": key, "path": str(base_dir), "sets": results, "cloze_scores": cloze, "fertility": fertility}

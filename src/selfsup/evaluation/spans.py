@@ -81,3 +81,71 @@ def score_unigram_spans(log_probs: np.ndarray, questions, byte_lengths: np.ndarr
     loss = nll_all / max(n_all, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bits_per_byte": nll_noise / (math.log(2) * max(noise_bytes, 1)),
             "span_exact_match": exact / max(n_spans, 1), "spans": n_spans, "tokens": n_all, "bytes": noise_bytes}
+
+
+# Span corruption on a decoder (objectives/span.py `DecoderSpanCorruption`): a held-out document is
+# written as training writes it, text with sentinels and then each sentinel and its span, and one
+# teacher-forced pass scores the spans. Greedy decoding writes a span exactly iff the arg-max is the
+# true token at each of its positions and at the token closing it (the next sentinel, or EOS).
+DECODER_SPAN_GROWTH = 1.12  # a corrupted document is ≈ 10% longer (two sentinels per span of ~3 tokens)
+
+
+def decoder_span_questions(seqs: list[list[int]], objective, seq_len: int, seed: int) -> list[tuple[list[int], list[bool]]]:
+    """(tokens, is_span_target) per window of a held-out document ([opener] + doc + [EOS] as from
+    document_sequences): each document is cut into windows that fit one block once corrupted, and
+    each window is written as training writes a document, opened as documents are; the spans come
+    last and end with EOS."""
+    from selfsup.objectives.span import MIN_CORRUPTED_TOKENS, random_spans_noise_mask
+
+    gen = torch.Generator().manual_seed(seed)
+    window = int((seq_len - 2) / DECODER_SPAN_GROWTH)
+    out = []
+    for seq in seqs:
+        doc = seq[1:-1] if seq and seq[-1] == objective.eos_id else seq[1:]
+        for start in range(0, len(doc), window):
+            piece = doc[start : start + window]
+            if len(piece) < MIN_CORRUPTED_TOKENS:
+                continue
+            noise = random_spans_noise_mask(len(piece), objective.noise_density, objective.mean_noise_span_length, gen)
+            rewritten, _ = objective.corrupt(piece, noise.tolist())
+            first_span = rewritten.index(objective.sentinels[0], rewritten.index(objective.sentinels[0]) + 1)
+            tokens = [seq[0], *rewritten, objective.eos_id]
+            is_target = [False] * (first_span + 1) + [True] * (len(tokens) - first_span - 1)
+            out.append((tokens[:seq_len], is_target[:seq_len]))
+    return out
+
+
+@torch.no_grad()
+def score_decoder_spans(model, questions, byte_lengths: np.ndarray, sentinels: list[int], *, batch_size: int, pad_id: int,
+                        device, amp_dtype) -> dict[str, float]:
+    """Bits per byte of the hidden spans' tokens and the share of spans greedy decoding writes exactly."""
+    model.eval()
+    sentinel_set = set(sentinels)
+    nll_noise, noise_bytes, exact, n_spans = 0.0, 0, 0, 0
+    for i in range(0, len(questions), batch_size):
+        chunk = questions[i : i + batch_size]
+        width = max(len(t) for t, _ in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        attn = torch.zeros((len(chunk), width), dtype=torch.long)
+        for r, (tokens, _) in enumerate(chunk):
+            ids[r, : len(tokens)] = torch.tensor(tokens)
+            attn[r, : len(tokens)] = 1
+        with autocast(device, amp_dtype):
+            logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()
+        for r, (tokens, is_target) in enumerate(chunk):
+            # position p predicts token p + 1: targets are tokens[p + 1] where is_target[p + 1]
+            pos = torch.tensor([p for p in range(len(tokens) - 1) if is_target[p + 1]], dtype=torch.long)
+            if not len(pos):
+                continue
+            truth = torch.tensor(tokens, device=device)[pos + 1]
+            nll = F.cross_entropy(logits[r, pos], truth, reduction="none")
+            right = (logits[r, pos].argmax(-1) == truth).tolist()
+            labels = truth.tolist()
+            noise = torch.tensor([t not in sentinel_set for t in labels[:-1]] + [False], device=device)  # the last closes
+            nll_noise += float(nll[noise].sum())
+            noise_bytes += int(byte_lengths[truth[noise].cpu().numpy()].sum())
+            for s, e in _spans(labels, sentinel_set):
+                exact += int(all(right[s:e]))
+                n_spans += 1
+    return {"bits_per_byte": nll_noise / (math.log(2) * max(noise_bytes, 1)), "span_exact_match": exact / max(n_spans, 1),
+            "spans": n_spans, "bytes": noise_bytes, "documents": len(questions)}

@@ -64,7 +64,7 @@ def export_model(
 ) -> dict[str, Any]:
     out_dir = Path(out_dir)
     checkpoint = resolve_model_dir(model_path)
-    objective = recipe.objective.name
+    objective = recipe.model_objective  # "clm" for every decoder run (span on a decoder, a mix)
     merged_lora = _trained_with_lora(checkpoint)
     model = load_pretrained(checkpoint, objective).eval()  # LoRA adapters merged in (models/lora.py)
     if objective in EMBEDDING_OBJECTIVES:

@@ -71,6 +71,10 @@ OBJECTIVE_TEXT = {
     "span": "T5 span corruption: noise density {noise_density:g}, mean span length {mean_noise_span_length:g} "
     "tokens; each span replaced by a sentinel <extra_id_N> in the encoder input, the decoder writes the sentinels "
     "and their spans; raw blocks of {seq_len} tokens give encoder inputs of {input_len} and targets of {target_len}",
+    "span_decoder": "span corruption for a decoder (causal masking, as CM3 and UL2R): noise density "
+    "{noise_density:g}, mean span length {mean_noise_span_length:g} tokens; in each document every span is "
+    "replaced by a sentinel <extra_id_N> and written again after the text, after its sentinel; trained with the "
+    "causal-LM loss (sentinels standing in the text are not targets), {document_mask} attention between documents",
     "contrastive": "contrastive passage embeddings (InfoNCE over in-batch negatives, temperature {temperature:g}): "
     "passages of {passage_tokens} tokens, positive = {positive_text}; mean pooling over the last hidden states",
     "tsdae": "TSDAE (denoising auto-encoder): {deletion_rate:.0%} of the words of {passage_tokens}-token passages "
@@ -92,10 +96,19 @@ def objective_text(recipe: Recipe) -> str:
     mlm_unit = "spans of whole words, SpanBERT" if o.mask_spans else ("whole words" if o.whole_word else "single tokens")
     positive_text = ("the next span of the same document (dropout noise on both views)" if o.positives == "neighbours"
                      else "the same passage under different dropout (SimCSE)")
-    return OBJECTIVE_TEXT[o.name].format(
-        **o.model_dump(exclude={"document_mask"}), document_mask="no" if o.document_mask else "full", mlm_unit=mlm_unit,
-        seq_len=recipe.pack.seq_len, input_len=input_len, target_len=target_len, positive_text=positive_text,
-    )
+    def text(name: str) -> str:
+        key = "span_decoder" if name == "span" and recipe.decoder else name
+        return OBJECTIVE_TEXT[key].format(
+            **o.model_dump(exclude={"document_mask", "mix"}), document_mask="no" if o.document_mask else "full",
+            mlm_unit=mlm_unit, seq_len=recipe.pack.seq_len, input_len=input_len, target_len=target_len,
+            positive_text=positive_text,
+        )
+
+    if not o.mix:
+        return text(o.name)
+    total = sum(o.mix.values())
+    return "a mix, each micro-batch drawn from one objective: " + "; ".join(
+        f"{o.mix[n] / total:.0%} {n} ({text(n)})" for n in sorted(o.mix))
 
 
 def _cell(key: str, value: Any) -> str:
@@ -115,7 +128,7 @@ def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, e
     lines = [
         "---",
         "library_name: transformers",
-        f"pipeline_tag: {PIPELINE_TAG[o.name]}",
+        f"pipeline_tag: {PIPELINE_TAG[recipe.model_objective]}",
         "tags: [selfsup, self-supervised]",
         "---",
         "",
@@ -126,7 +139,7 @@ def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, e
         *_lineage_lines(recipe, lineage),
         "## Training",
         "",
-        f"- Objective: `{o.name}` — {objective}.",
+        f"- Objective: `{o.label}` — {objective}.",
         "- `[objective]` settings: " + ", ".join(f"{k} = {v}" for k, v in o.model_dump(mode="json").items()),
         f"- Parameters: {parameters:,}",
         f"- Block length: {recipe.pack.seq_len} tokens; batch {recipe.train.batch_size} × {recipe.train.grad_accum} accumulation",
@@ -157,7 +170,7 @@ def model_card(*, recipe: Recipe, parameters: int, run: dict[str, Any] | None, e
                 lines.append(f"| {set_name} | {name} | " + " | ".join(_cell(k, m.get(k)) for k in present) + " |")
     else:
         lines.append("Not evaluated at export time.")
-    lines += ["", "## Use", "", USAGE[o.name], "", "Loads with plain `transformers`; no selfsup needed.", ""]
+    lines += ["", "## Use", "", USAGE[recipe.model_objective], "", "Loads with plain `transformers`; no selfsup needed.", ""]
     return "\n".join(lines)
 
 

@@ -28,7 +28,7 @@ from selfsup.models.lora import unwrap_lora
 IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 2**25  # logits per chunk (128 MB in fp32): small against the model, large enough for fast matmuls
 # Causal LM families whose logits are exactly lm_head(hidden): no soft-capping, scaling or bias.
-PLAIN_HEAD_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2"})
+PLAIN_HEAD_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2", "gemma3_text"})
 
 
 class _LinearCrossEntropy(torch.autograd.Function):

@@ -16,8 +16,9 @@ from selfsup.config import ObjectiveConfig
 from selfsup.objectives.clm import CausalLM
 from selfsup.objectives.contrastive import Contrastive
 from selfsup.objectives.fim import FillInTheMiddle
+from selfsup.objectives.mix import MixedObjective
 from selfsup.objectives.mlm import MaskedLM
-from selfsup.objectives.span import SpanCorruption
+from selfsup.objectives.span import DecoderSpanCorruption, SpanCorruption
 from selfsup.objectives.tsdae import TSDAE
 from selfsup.objectives.words import WordBoundaries
 
@@ -34,9 +35,18 @@ class Objective(Protocol):
         ...
 
 
-def get_objective(cfg: ObjectiveConfig, special_ids: dict[str, int | None], vocab_size: int, *, tokenizer=None) -> Objective:
-    """The objective named in the recipe. `tokenizer` (default: `special_ids.tokenizer`, which
-    `tokens.special_ids` attaches) is needed only to find word boundaries (mlm whole words, tsdae)."""
+def get_objective(cfg: ObjectiveConfig, special_ids: dict[str, int | None], vocab_size: int, *, tokenizer=None,
+                  decoder: bool = False, name: str | None = None) -> Objective:
+    """The objective the recipe trains: the one named, or the mix of several (objectives/mix.py).
+
+    `tokenizer` (default: `special_ids.tokenizer`, which `tokens.special_ids` attaches) is needed
+    only to find word boundaries (mlm whole words, tsdae). `decoder` (`Recipe.decoder`): the model
+    is a causal decoder, so `span` is laid out for one. `name` builds one part of a mix alone.
+    """
+    if cfg.mix and name is None:
+        parts = {n: get_objective(cfg, special_ids, vocab_size, tokenizer=tokenizer, decoder=True, name=n) for n in cfg.mix}
+        return MixedObjective(parts, dict(cfg.mix), eos_id=special_ids["eos"], document_mask=cfg.document_mask)
+    name = name or cfg.name
     tokenizer = tokenizer if tokenizer is not None else getattr(special_ids, "tokenizer", None)
     special = [int(i) for i in special_ids.values() if i is not None]
 
@@ -45,9 +55,9 @@ def get_objective(cfg: ObjectiveConfig, special_ids: dict[str, int | None], voca
             raise ValueError(f"{cfg.name} works on whole words and needs the tokenizer (pass tokenizer=...)")
         return WordBoundaries.from_tokenizer(tokenizer, vocab_size, special)
 
-    if cfg.name == "clm":
+    if name == "clm":
         return CausalLM(eos_id=special_ids["eos"], document_mask=cfg.document_mask)
-    if cfg.name == "mlm":
+    if name == "mlm":
         return MaskedLM(
             special_ids=special_ids,
             vocab_size=vocab_size,
@@ -59,15 +69,19 @@ def get_objective(cfg: ObjectiveConfig, special_ids: dict[str, int | None], voca
             span_p=cfg.span_p,
             max_span_words=cfg.max_span_words,
         )
-    if cfg.name == "fim":
+    if name == "fim":
         return FillInTheMiddle(special_ids, fim_rate=cfg.fim_rate, spm_rate=cfg.spm_rate, document_mask=cfg.document_mask)
-    if cfg.name == "span":
+    if name == "span" and decoder:
+        return DecoderSpanCorruption(special_ids, noise_density=cfg.noise_density,
+                                     mean_noise_span_length=cfg.mean_noise_span_length, document_mask=cfg.document_mask)
+    if name == "span":
         return SpanCorruption(special_ids, noise_density=cfg.noise_density, mean_noise_span_length=cfg.mean_noise_span_length)
-    if cfg.name == "contrastive":
+    if name == "contrastive":
         return Contrastive(special_ids, passage_tokens=cfg.passage_tokens, temperature=cfg.temperature, positives=cfg.positives)
-    if cfg.name == "tsdae":
+    if name == "tsdae":
         return TSDAE(special_ids, words(), passage_tokens=cfg.passage_tokens, deletion_rate=cfg.deletion_rate)
-    raise ValueError(f"unknown objective {cfg.name!r}")
+    raise ValueError(f"unknown objective {name!r}")
 
 
-__all__ = ["TSDAE", "CausalLM", "Contrastive", "FillInTheMiddle", "MaskedLM", "Objective", "SpanCorruption", "get_objective"]
+__all__ = ["TSDAE", "CausalLM", "Contrastive", "DecoderSpanCorruption", "FillInTheMiddle", "MaskedLM", "MixedObjective",
+           "Objective", "SpanCorruption", "get_objective"]

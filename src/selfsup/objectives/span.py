@@ -24,6 +24,9 @@ How it relates to the others: `mlm` hides single words and predicts them in plac
 corruption hides spans and *generates* them, so the decoder learns to write. `fim` is the
 decoder-only cousin with one long gap.
 
+On a decoder base (`[model] base` a causal LM, alone or in `[objective] mix`), `span` is
+`DecoderSpanCorruption` below: the same noise, laid out for a left-to-right model.
+
 Example (L=8, two spans):
     block  = [a b c d e f g h]
     input  = [a b <extra_id_0> e f <extra_id_1> h </s>]
@@ -35,6 +38,10 @@ from __future__ import annotations
 import torch
 
 from selfsup.errors import UsageError
+from selfsup.objectives.clm import CausalLM
+
+IGNORE_INDEX = -100
+MIN_CORRUPTED_TOKENS = 8  # a shorter document piece (a block's last few tokens) stays plain text
 
 
 def _counts(length: int, noise_density: float, mean_noise_span_length: float) -> tuple[int, int]:
@@ -150,3 +157,117 @@ def span_reconstruct(inputs: list[int], targets: list[int], sentinels: list[int]
     for token in inputs[:-1]:
         out.extend(spans.get(token, []) if token in sentinel_set else [token])
     return out
+
+
+class DecoderSpanCorruption:
+    """span for a causal decoder: "mask a span, predict it" where the model reads left to right.
+
+    Each document piece of a block (the text between EOS markers) is corrupted by T5's rule (the
+    same noise density and span lengths as above), and its hidden spans move to the end of the
+    document, each after the sentinel that stands for it: causal masking as in CM3 (Aghajanyan
+    et al. 2022, arXiv 2201.07520), span corruption as in UL2R, which found a small share of such
+    denoising in a decoder's continued training helps (Tay et al. 2022, arXiv 2210.11399):
+
+        document  = [a b c d e f g h]
+        rewritten = [a b <extra_id_0> e f <extra_id_1> h <extra_id_0> c d <extra_id_1> g]
+
+    then the block is trained with the `clm` loss, document-masked like clm, except that a sentinel
+    standing in the text is not a target (where a span was hidden cannot be predicted). To ask
+    for an infill, write the text with sentinels and then the first sentinel: the model writes
+    the spans in order. Each span costs two tokens more, so a block is cut back to its length and
+    loses ≈ 10% of its last tokens at the T5 defaults (they carry on in the next block anyway).
+
+    A decoder base has no `<extra_id_N>` tokens: the tokenizer stage adds them (tokens/extend.py
+    `add_sentinels`) and each new embedding row starts as the mean of the rows of its spelling.
+    """
+
+    name = "span"
+
+    def __init__(self, special_ids: dict[str, int | None], *, noise_density: float = 0.15,
+                 mean_noise_span_length: float = 3.0, document_mask: bool = True) -> None:
+        self.sentinels = []
+        while special_ids.get(f"extra_id_{len(self.sentinels)}") is not None:
+            self.sentinels.append(int(special_ids[f"extra_id_{len(self.sentinels)}"]))
+        if not self.sentinels:
+            raise ValueError("span on a decoder needs sentinel tokens <extra_id_0>, <extra_id_1>, … in the tokenizer; "
+                             "the tokenizer stage adds them to a reused decoder tokenizer: rerun it")
+        self.eos_id = int(special_ids["eos"])
+        self.noise_density = noise_density
+        self.mean_noise_span_length = mean_noise_span_length
+        self.clm = CausalLM(eos_id=self.eos_id, document_mask=document_mask)
+
+    def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.clm.compute_loss(model, batch)
+
+    def make_batch(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        ids, targets = self.transform_blocks(blocks, generator)
+        batch = self.clm.make_batch(ids, generator)
+        batch["labels"] = torch.where(targets, ids, torch.full_like(ids, IGNORE_INDEX))
+        return batch
+
+    def transform_blocks(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) → (B, T) rewritten ids and (B, T) bool: which positions are targets."""
+        B, T = blocks.shape
+        needed = _counts(T, self.noise_density, self.mean_noise_span_length)[1]
+        if needed > len(self.sentinels):
+            raise UsageError(
+                f"span corruption of {T}-token documents needs up to {needed} sentinels but the tokenizer has "
+                f"{len(self.sentinels)}; lower [pack] seq_len or raise [objective] mean_noise_span_length")
+        rows, masks = [], []
+        for row in blocks.tolist():
+            new: list[int] = []
+            target: list[bool] = []
+            for k, piece in enumerate(_pieces(row, self.eos_id)):
+                if k:
+                    new.append(self.eos_id)
+                    target.append(True)
+                if len(piece) >= MIN_CORRUPTED_TOKENS:
+                    noise = random_spans_noise_mask(len(piece), self.noise_density, self.mean_noise_span_length, generator)
+                    piece, is_target = self.corrupt(piece, noise.tolist())
+                else:
+                    is_target = [True] * len(piece)
+                new.extend(piece)
+                target.extend(is_target)
+            rows.append(new[:T])
+            masks.append(target[:T])
+        return (torch.tensor(rows, dtype=blocks.dtype, device=blocks.device),
+                torch.tensor(masks, dtype=torch.bool, device=blocks.device))
+
+    def corrupt(self, doc: list[int], noise: list[bool]) -> tuple[list[int], list[bool]]:
+        """One document piece (no EOS) → text with sentinels, then each sentinel and its span; and
+        which of those tokens are targets (all but the sentinels standing in the text)."""
+        text, spans, k = [], [], -1
+        for pos, (token, is_noise) in enumerate(zip(doc, noise)):
+            if is_noise:
+                if pos == 0 or not noise[pos - 1]:
+                    k += 1
+                    text.append(self.sentinels[k])
+                    spans.append(self.sentinels[k])
+                spans.append(token)
+            else:
+                text.append(token)
+        sentinel_set = set(self.sentinels)
+        return text + spans, [t not in sentinel_set for t in text] + [True] * len(spans)
+
+    def inverse(self, rewritten: list[int]) -> list[int]:
+        """The document piece a rewritten one came from (plain pieces come back as they are)."""
+        if not self.sentinels or self.sentinels[0] not in rewritten:
+            return list(rewritten)
+        first = rewritten.index(self.sentinels[0])
+        if self.sentinels[0] not in rewritten[first + 1 :]:
+            return list(rewritten)  # cut before its spans: not invertible, returned as it is
+        split = rewritten.index(self.sentinels[0], first + 1)
+        return span_reconstruct(rewritten[:split] + [self.eos_id], rewritten[split:] + [self.eos_id], self.sentinels)
+
+
+def _pieces(row: list[int], eos: int) -> list[list[int]]:
+    """A block's document pieces, split at EOS (the EOS themselves dropped; k pieces for k−1 EOS)."""
+    pieces, current = [], []
+    for t in row:
+        if t == eos:
+            pieces.append(current)
+            current = []
+        else:
+            current.append(t)
+    pieces.append(current)
+    return pieces

@@ -194,6 +194,8 @@ def _columns(payload: dict[str, Any]) -> list[str]:
     cols = ["held-out domain (bits/byte)"] + [f"{g} (bits/byte)" for g in payload["general_sets"]]
     if any("cloze" in r["scores"] for r in payload["models"]):
         cols.append("cloze top-1")
+    if any(r["scores"].get("infill") for r in payload["models"]):
+        cols.append("infill exact match")
     if any("retrieval" in r["scores"] for r in payload["models"]):
         cols += ["retrieval MRR", "BM25 MRR"]
     return cols + ["training", "fingerprint"]
@@ -204,6 +206,8 @@ def _cells(row: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     values = [_num(bits(s, "heldout"))] + [_num(bits(s, g)) for g in payload["general_sets"]]
     if any("cloze" in r["scores"] for r in payload["models"]):
         values.append(f"{s['cloze']['top1']:.1%}" if "cloze" in s else "—")
+    if any(r["scores"].get("infill") for r in payload["models"]):
+        values.append(f"{s['infill']['fim_exact_match']:.1%}" if s.get("infill") else "—")
     if any("retrieval" in r["scores"] for r in payload["models"]):
         r = s.get("retrieval") or {}
         values += [_num(r.get("mrr")), _num((r.get("bm25") or {}).get("mrr"))]

@@ -34,6 +34,7 @@ EXTENSION_FILE = "extension.json"
 MIN_TERM_COUNT = 3  # rarer forms save too little to earn an embedding row
 MIN_PIECES = 3  # "long-split": a term the base already covers in one or two tokens is left alone
 MIN_TERM_CHARS = 4
+DECODER_SENTINELS = 100  # span on a decoder base: enough for T5's defaults on documents of up to ~2,000 tokens
 SAMPLE_CHARS = 20_000_000  # text mined and measured: enough to rank terms, seconds of regex work
 # A word or identifier: starts with a letter or underscore, then letters, digits, underscores.
 TERM = re.compile(r"(?<!\w)[^\W\d]\w{%d,}(?!\w)" % (MIN_TERM_CHARS - 1))
@@ -93,6 +94,45 @@ def extend_tokenizer(corpus_dir: Path, tokenizer_dir: Path, n_terms: int, finger
         "fertility_gain": round(1 - fertility_after / fertility_before, 6) if fertility_before else 0.0,
         "examples": [t["token"] for t in terms[:10]],
     }
+    return write_manifest(tokenizer_dir, stage="tokenizer", fingerprint=fingerprint, extra=extra)
+
+
+def add_sentinels(tokenizer_dir: Path, n: int, fingerprint: str) -> dict[str, Any]:
+    """Give a reused decoder tokenizer the span sentinels `<extra_id_0..n-1>` it lacks; returns its manifest.
+
+    `span` on a decoder base (objectives/span.py `DecoderSpanCorruption`) needs them, and a decoder
+    base has none. They are added as special tokens (never split, dropped by skip_special_tokens)
+    and recorded in `extension.json` like mined terms, so each embedding row starts as the mean of
+    the rows the base used to spell "<extra_id_N>" (`selfsup.models.extend`): distinct, and close
+    to what the model already reads for such a marker.
+    """
+    tokenizer_dir = Path(tokenizer_dir)
+    previous = read_manifest(tokenizer_dir)
+    if previous is None or previous.get("stage") != "tokenizer":
+        raise UsageError(f"{tokenizer_dir} holds no finished tokenizer to add sentinels to; run the tokenizer stage first")
+    tok = load_tokenizer(tokenizer_dir)
+    vocab = tok.get_vocab()
+    missing = [f"<extra_id_{i}>" for i in range(n) if f"<extra_id_{i}>" not in vocab]
+    base_encoder = document_encoder(tok)
+    pieces = {t: base_encoder.encode(t, add_special_tokens=False).ids for t in missing}
+    (tokenizer_dir / MANIFEST).unlink(missing_ok=True)  # the directory changes: it is not trusted until rewritten
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
+    tok.save_pretrained(str(tokenizer_dir))
+    tok = load_tokenizer(tokenizer_dir)
+    added = []
+    for t in missing:
+        token_id = tok.convert_tokens_to_ids(t)
+        if tok(t, add_special_tokens=False).input_ids != [token_id]:
+            raise StageFailure(f"tokenizer in {tokenizer_dir} does not read the added sentinel {t!r} as one token")
+        added.append({"token": t, "id": token_id, "pieces": pieces[t], "count": 0, "special": True})
+    record = read_extension(tokenizer_dir) or {"base_tokenizer": previous.get("from"),
+                                               "space_prefixed": _tokens_carry_spaces(tok), "terms": []}
+    record["terms"] = [t for t in record["terms"] if not t.get("special")] + added
+    (tokenizer_dir / EXTENSION_FILE).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    extra = {k: v for k, v in previous.items() if k not in ("stage", "fingerprint", "created", "files")}
+    extra["vocab_size"] = vocab_size(tok)
+    extra["sentinels"] = {"added": len(added), "first": added[0]["id"] if added else None, "file": EXTENSION_FILE,
+                          "why": "span on a decoder base: <extra_id_N> stand for hidden spans"}
     return write_manifest(tokenizer_dir, stage="tokenizer", fingerprint=fingerprint, extra=extra)
 
 

@@ -13,6 +13,7 @@ document, at its end, and every byte of a document is accounted for by its token
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import transformers
@@ -27,7 +28,13 @@ def load_tokenizer(tokenizer_dir: Path) -> transformers.PreTrainedTokenizerFast:
     if not tokenizer_dir.is_dir():
         raise UsageError(f"tokenizer directory {tokenizer_dir} does not exist; run `selfsup tokenizer` first")
     try:
-        tok = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+        if _generic_fast_tokenizer(tokenizer_dir):
+            # tokenizer.json as written: AutoTokenizer would pick a class from config.json's model_type (a
+            # "qwen2" directory gets Qwen2Tokenizer), which rebuilds its own pre-tokenizer over the file's, so
+            # a base directory and its tokenizer copied into WORKDIR/tokenizer would read text differently.
+            tok = transformers.PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir), local_files_only=True)
+        else:
+            tok = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
     except Exception as exc:  # transformers raises many types (OSError, ValueError, KeyError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(
@@ -40,6 +47,16 @@ def load_tokenizer(tokenizer_dir: Path) -> transformers.PreTrainedTokenizerFast:
             "add a tokenizer.json to the directory (save it with a fast tokenizer)"
         )
     return tok
+
+
+def _generic_fast_tokenizer(tokenizer_dir: Path) -> bool:
+    """Whether the directory's tokenizer_config.json names the generic fast class over a tokenizer.json."""
+    try:
+        config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (tokenizer_dir / "tokenizer.json").is_file() and config.get("tokenizer_class") in (
+        "TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 class SpecialIds(dict):

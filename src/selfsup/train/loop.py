@@ -214,7 +214,7 @@ def _train(
         order = DataOrder(seed=cfg.seed, n_blocks=len(selection.kept))
 
     say(
-        f"[bold]train[/] {recipe.objective.name} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
+        f"[bold]train[/] {recipe.objective.label} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
         f"{seq_len} tokens · global batch {global_batch} · {device.type}"
         f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if t.compiled else ''}"
         f"{' (short-block attention)' if t.short_attention else ''}"
@@ -382,6 +382,8 @@ def _train(
         "checkpoint": str(final.relative_to(run_dir)), "resumed_from_step": resumed["step"] if resumed else None,
         "skipped_nonfinite": guard.skipped_total, "schedule": cfg.schedule, "lr": cfg.lr, **budget.state_dict(),
         **({"lr_search": lr_search} if lr_search else {}),
+        **({"mix": {"shares": dict(recipe.objective.mix), "micro_batches_this_process": t.objective.mixed_counts()}}
+           if recipe.objective.mix else {}),
         **({"selection": selection.summary()} if selection is not None else {}),
         "chunked_head_loss": t.chunked_head, "recipe": recipe.model_dump(mode="json", by_alias=True),
     }
@@ -423,10 +425,10 @@ def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids
     the fastest pieces that give the same results here (compile, short-block attention, chunked head loss)."""
     torch.manual_seed(cfg.seed)
     if recipe.model.base is not None:
-        model = load_base_for_training(recipe.model, recipe.objective.name, tokenizer_dir)  # + extension, LoRA
+        model = load_base_for_training(recipe.model, recipe.model_objective, tokenizer_dir)  # + extension, LoRA
     else:
         model = build_model(
-            recipe.objective.name, recipe.model.preset, vocab_size=vocab_size, seq_len=seq_len,
+            recipe.model_objective, recipe.model.preset, vocab_size=vocab_size, seq_len=seq_len,
             special_ids=ids, dropout=recipe.model.dropout,
         )
     model.to(device)
@@ -437,7 +439,7 @@ def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids
     if cfg.activation_checkpointing and not compile_:  # compiled, the partitioner recomputes (_activation_budget)
         _checkpoint_activations(model)
     short_attention = use_short_block_attention(model, device, seq_len, compile_, cfg.batch_size)  # models/attention.py
-    objective = get_objective(recipe.objective, ids, vocab_size)
+    objective = get_objective(recipe.objective, ids, vocab_size, decoder=recipe.decoder)
     chunked_head = _use_chunked_head(objective, model, world)  # models/chunked_loss.py: no full-vocabulary logits
     if not chunked_head:
         use_fused_causal_loss(model, compile_)  # models/fused_loss.py: a backward without a logits-sized fill
@@ -609,7 +611,7 @@ def _checkpoint_activations(model: torch.nn.Module) -> None:
 
 def _use_chunked_head(objective, model: torch.nn.Module, world: World) -> bool:
     """Give clm / fim the chunked head loss where the model qualifies and no DDP / FSDP wrapper must run."""
-    target = getattr(objective, "clm", objective)  # fim trains with a clm inside
+    target = getattr(objective, "clm", objective)  # fim, span on a decoder and a mix train with a clm inside
     if not hasattr(target, "chunked_head") or world.distributed or not supports_chunked_head(model):
         return False
     target.chunked_head = True
