@@ -83,7 +83,8 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path, capsys):
     with writer_lock(tmp_path / "work", "after the kill") as record:
         assert record["pid"] == os.getpid()
         assert json.loads((tmp_path / "work" / LOCK_FILE).read_text())["command"] == "after the kill"
-    assert "taking over" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "taking over" in said.out + said.err
     assert (tmp_path / "work" / LOCK_FILE).read_text() == ""  # released in good order: nothing stale left
 
 

@@ -16,7 +16,7 @@ at 4 blocks a step the shares are met within a few percent after a hundred steps
 mixes within itself: `fim_rate` of its documents are reordered, the rest stay plain text.)
 
 Example: mix = {clm = 0.75, span = 0.25}: about one micro-batch in four is span-corrupted, the
-rest plain next-token prediction; `mixed_counts` says how many of each a run drew.
+rest plain next-token prediction; `counts` says how many of each a run's micro-batches drew.
 """
 
 from __future__ import annotations
@@ -43,20 +43,21 @@ class MixedObjective:
         # One loss for all: each part's batch is a clm batch (labels masked where a part says so), so
         # the chunked head and the compiled loss see one function whatever the draw.
         self.clm = CausalLM(eos_id=eos_id, document_mask=document_mask)
-        self.drawn = {n: 0 for n in self.names}
 
     def draw(self, generator: torch.Generator | None) -> str:
         u = float(torch.rand(1, generator=generator))
         return next((n for n, b in zip(self.names, self.bounds) if u < b), self.names[-1])
 
     def make_batch(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        name = self.draw(generator)
-        self.drawn[name] += 1
-        return self.parts[name].make_batch(blocks, generator)
+        return self.parts[self.draw(generator)].make_batch(blocks, generator)
 
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.clm.compute_loss(model, batch)
 
-    def mixed_counts(self) -> dict[str, int]:
-        """Micro-batches made by each objective in this process so far."""
-        return dict(self.drawn)
+    def counts(self, generators) -> dict[str, int]:
+        """How many of the micro-batches seeded by `generators` each objective makes (the draw is all
+        that decides it, so a run's counts follow from its seeds alone, whatever the processes did)."""
+        out = {n: 0 for n in self.names}
+        for g in generators:
+            out[self.draw(g)] += 1
+        return out

@@ -382,7 +382,8 @@ def _train(
         "checkpoint": str(final.relative_to(run_dir)), "resumed_from_step": resumed["step"] if resumed else None,
         "skipped_nonfinite": guard.skipped_total, "schedule": cfg.schedule, "lr": cfg.lr, **budget.state_dict(),
         **({"lr_search": lr_search} if lr_search else {}),
-        **({"mix": {"shares": dict(recipe.objective.mix), "micro_batches_this_process": t.objective.mixed_counts()}}
+        **({"mix": {"shares": dict(recipe.objective.mix), "micro_batches": t.objective.counts(
+            torch.Generator().manual_seed(_mix(cfg.seed, s, m)) for s in range(step) for m in range(cfg.grad_accum))}}
            if recipe.objective.mix else {}),
         **({"selection": selection.summary()} if selection is not None else {}),
         "chunked_head_loss": t.chunked_head, "recipe": recipe.model_dump(mode="json", by_alias=True),
