@@ -28,7 +28,7 @@ from selfsup.pack import pack_corpus
 from selfsup.report import build_report
 from selfsup.tokens import train_tokenizer
 from selfsup.tokens.extend import SAMPLE_CHARS as EXTEND_SAMPLE_CHARS
-from selfsup.tokens.extend import DECODER_SENTINELS, add_sentinels, extend_tokenizer
+from selfsup.tokens.extend import FIM_SENTINELS, add_sentinels, extend_tokenizer, span_sentinels
 from selfsup.tokens.train import RESERVED_TOKENS, reuse_tokenizer
 from selfsup.train import run_fingerprint, train
 from selfsup.train.replay import replay_shards_dir
@@ -41,16 +41,19 @@ RECIPE_FILE = "recipe.json"  # the recipe as given, before the base is resolved:
 LINEAGE_FILE = "lineage.json"  # which base (and its fingerprint) and which corpus the run's model comes from
 
 
-def decoder_sentinels(recipe: Recipe) -> int:
-    """How many `<extra_id_N>` a reused tokenizer must gain: span on a decoder base needs them (0 otherwise)."""
-    if recipe.tokenizer.from_dir is None or "span" not in recipe.objective.names or not recipe.decoder:
-        return 0
-    return DECODER_SENTINELS
+def objective_sentinels(recipe: Recipe) -> list[str]:
+    """The sentinels a reused decoder tokenizer must have for the run's objectives (added where missing):
+    `<fim_*>` for fim, `<extra_id_N>` for span on a decoder base; none for a tokenizer selfsup trains
+    (it reserves them all) or for other objectives."""
+    if recipe.tokenizer.from_dir is None or not recipe.decoder:
+        return []
+    names = recipe.objective.names
+    return (FIM_SENTINELS if "fim" in names else []) + (span_sentinels() if "span" in names else [])
 
 
 def tokenizer_fingerprint(recipe: Recipe, corpus_digest: str | None) -> str:
-    if decoder_sentinels(recipe):
-        return settings_hash(_reused_fingerprint(recipe, corpus_digest), "sentinels", decoder_sentinels(recipe))
+    if objective_sentinels(recipe):
+        return settings_hash(_reused_fingerprint(recipe, corpus_digest), "sentinels", objective_sentinels(recipe))
     return _reused_fingerprint(recipe, corpus_digest)
 
 
@@ -72,9 +75,9 @@ def pack_fingerprint(recipe: Recipe, corpus_digest: str | None, tokenizer_digest
 
 
 def build_tokenizer(corpus_dir: Path, out_dir: Path, recipe: Recipe, fingerprint: str) -> dict[str, Any]:
-    if decoder_sentinels(recipe):  # the base's tokenizer (and mined terms), then the span sentinels
+    if objective_sentinels(recipe):  # the base's tokenizer (and mined terms), then the objectives' sentinels
         _build_tokenizer(corpus_dir, out_dir, recipe, "before-sentinels:" + fingerprint)
-        return add_sentinels(out_dir, decoder_sentinels(recipe), fingerprint)
+        return add_sentinels(out_dir, objective_sentinels(recipe), fingerprint)
     return _build_tokenizer(corpus_dir, out_dir, recipe, fingerprint)
 
 

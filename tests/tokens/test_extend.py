@@ -82,7 +82,7 @@ def test_span_sentinels_join_a_decoder_tokenizer_as_special_tokens_without_chang
     out = tmp_path / "tokenizer"
     reuse_tokenizer(base, out, fingerprint="fp")
     before = load_tokenizer(out)
-    manifest = add_sentinels(out, 12, fingerprint="fp2")
+    manifest = add_sentinels(out, [f"<extra_id_{i}>" for i in range(12)], fingerprint="fp2")
     tok = transformers.AutoTokenizer.from_pretrained(str(out), local_files_only=True)
     ids = special_ids(tok)
     assert [ids.get(f"extra_id_{i}") for i in range(12)] == list(range(len(before), len(before) + 12))

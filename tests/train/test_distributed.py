@@ -63,7 +63,10 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
 def assert_close_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+        # atol: AdamW turns rounding-level gradient differences (another all-reduce order) on entries whose
+        # gradient is ~0 into steps of up to lr; 1e-4 is 3% of one step at lr 3e-3 (seen: 1.9e-5 on 2 of
+        # ~40 tensors), while a different data order or mask moves most entries by a whole step.
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4, msg=k)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,11 @@ from selfsup.evaluation.spans import (
     span_questions,
 )
 from selfsup.models import build_model, count_parameters, load_pretrained
+from selfsup.models.extend import extend_embeddings
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
 from selfsup.tokens import document_encoder, document_opener, load_tokenizer, special_ids, token_byte_lengths
+from selfsup.tokens.extend import read_extension
 from selfsup.train import find_latest
 from selfsup.train.hardware import autocast_dtype, pick_device
 
@@ -123,17 +126,9 @@ def evaluate(
     if objective_name in ("clm", "fim"):
         trained = score_clm(model, seqs, n_bytes, seq_len=seq_len, batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw).metrics()
         unigram = score_unigram_clm(log_probs, seqs, n_bytes).metrics()
-        if "fim" in names:
-            questions = fim_questions(seqs, ids, seq_len, EVAL_SEED)
-            trained |= score_fim(model, questions, batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw)
-            unigram |= score_unigram_fim(log_probs, questions, special)
-        if "span" in names:  # on a decoder: the hidden spans written after the text (objectives/span.py)
-            spans = get_objective(recipe.objective, ids, _vocab_rows(model), decoder=True, name="span")
-            questions = decoder_span_questions(seqs, spans, seq_len, EVAL_SEED)
-            span_scores = score_decoder_spans(model, questions, _byte_lengths(tokenizer, _vocab_rows(model)), spans.sentinels,
-                                              batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw)
-            trained |= {"span_bits_per_byte": span_scores["bits_per_byte"], "span_exact_match": span_scores["span_exact_match"],
-                        "spans": span_scores["spans"]}
+        tasks = DecoderTasks.for_run(recipe, ids, seqs, seq_len, _byte_lengths(tokenizer, _vocab_rows(model)))
+        trained |= tasks.score(model, batch_size=cfg.batch_size, **eval_kw)
+        unigram |= tasks.score_unigram(log_probs, special)
         samples = generate_samples(model, tokenizer, texts, n=cfg.samples, new_tokens=cfg.sample_tokens, seed=EVAL_SEED)
         models = {"trained": trained, "unigram": unigram}
     elif objective_name == "mlm":
@@ -180,10 +175,59 @@ def evaluate(
         result |= measure_lift(model, tokenizer, recipe=recipe, heldout_texts=texts, probe_texts=all_texts, heldout=models, corpus_dir=corpus_dir,
                                seq_len=seq_len, log_probs=log_probs, previous=read_eval(out_path), **eval_kw)
         models = result["sets"]["heldout"]
+    if objective_name == "clm" and recipe.model.base is not None and tasks.any():
+        # The base cannot fill in with sentinels it never had: it is scored as training started, with
+        # the added sentinels' rows set as the train loop set them (the mean of their spelling's rows).
+        start = extend_embeddings(load_pretrained(recipe.model.base, "clm"), _extension_terms(tokenizer_dir)).to(device)
+        models.setdefault("base", {}).update(tasks.score(start, batch_size=cfg.batch_size, **eval_kw))
+        result["base_task_note"] = "base scored on infill with the added sentinel rows as training started from them"
     result["seconds"] = time.perf_counter() - started
     write_json_atomic(Path(out_path), result)
     say(f"[green]evaluated[/] {len(seqs)} held-out documents: {headline(objective_name, models)}")
     return result
+
+
+@dataclass
+class DecoderTasks:
+    """The task questions of a decoder run's infilling objectives, fixed once and asked of any model:
+    held-out middles for fim, hidden spans for span on a decoder (both seeded by EVAL_SEED)."""
+
+    fim: list | None
+    spans: list | None
+    span_sentinels: list[int]
+    byte_lengths: np.ndarray
+    pad_id: int
+
+    @classmethod
+    def for_run(cls, recipe: Recipe, ids, seqs, seq_len: int, byte_lengths: np.ndarray) -> DecoderTasks:
+        names = recipe.objective.names
+        fim = fim_questions(seqs, ids, seq_len, EVAL_SEED) if "fim" in names else None
+        spans, sentinels = None, []
+        if "span" in names:
+            objective = get_objective(recipe.objective, ids, len(byte_lengths), decoder=True, name="span")
+            spans, sentinels = decoder_span_questions(seqs, objective, seq_len, EVAL_SEED), objective.sentinels
+        return cls(fim, spans, sentinels, byte_lengths, ids["pad"])
+
+    def any(self) -> bool:
+        return self.fim is not None or self.spans is not None
+
+    def score(self, model, *, batch_size: int, device, amp_dtype) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.fim is not None:
+            out |= score_fim(model, self.fim, batch_size=batch_size, pad_id=self.pad_id, device=device, amp_dtype=amp_dtype)
+        if self.spans is not None:
+            s = score_decoder_spans(model, self.spans, self.byte_lengths, self.span_sentinels, batch_size=batch_size,
+                                    pad_id=self.pad_id, device=device, amp_dtype=amp_dtype)
+            out |= {"span_bits_per_byte": s["bits_per_byte"], "span_exact_match": s["span_exact_match"], "spans": s["spans"]}
+        return out
+
+    def score_unigram(self, log_probs: np.ndarray, special: list[int]) -> dict[str, Any]:
+        return score_unigram_fim(log_probs, self.fim, special) if self.fim is not None else {}
+
+
+def _extension_terms(tokenizer_dir: Path) -> list[dict[str, Any]]:
+    extension = read_extension(tokenizer_dir)
+    return extension["terms"] if extension else []
 
 
 def headline(objective: str, models: dict[str, dict]) -> str:

@@ -3,7 +3,8 @@
 What it needs: packed blocks whose documents end with EOS, and a tokenizer with the sentinels
 `<fim_prefix>`, `<fim_middle>`, `<fim_suffix>` (every tokenizer selfsup trains reserves them at
 ids 5–7, whatever the objective, so one tokenizer serves clm, fim and the rest; a reused base
-tokenizer must already have them, as SmolLM2's and StarCoder's do). Any decoder
+tokenizer that lacks them, as SmolLM2's GGUF tokenizer does, gets them from the tokenizer stage,
+tokens/extend.py `add_sentinels`, each row starting as the mean of its spelling's). Any decoder
 (`AutoModelForCausalLM`).
 
 What labels it makes: each document piece of a block (the text between EOS markers) is, with
@@ -45,7 +46,7 @@ class FillInTheMiddle:
         if missing:
             raise ValueError(
                 f"fim needs the tokenizer tokens {', '.join('<' + m + '>' for m in missing)}; train the tokenizer "
-                "with selfsup (it reserves them) or reuse one that has them"
+                "with selfsup (it reserves them), or rerun the tokenizer stage, which adds them to a reused one"
             )
         self.prefix_id = int(special_ids["fim_prefix"])
         self.middle_id = int(special_ids["fim_middle"])

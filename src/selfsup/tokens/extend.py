@@ -97,14 +97,23 @@ def extend_tokenizer(corpus_dir: Path, tokenizer_dir: Path, n_terms: int, finger
     return write_manifest(tokenizer_dir, stage="tokenizer", fingerprint=fingerprint, extra=extra)
 
 
-def add_sentinels(tokenizer_dir: Path, n: int, fingerprint: str) -> dict[str, Any]:
-    """Give a reused decoder tokenizer the span sentinels `<extra_id_0..n-1>` it lacks; returns its manifest.
+def span_sentinels(n: int = DECODER_SENTINELS) -> list[str]:
+    return [f"<extra_id_{i}>" for i in range(n)]
 
-    `span` on a decoder base (objectives/span.py `DecoderSpanCorruption`) needs them, and a decoder
-    base has none. They are added as special tokens (never split, dropped by skip_special_tokens)
-    and recorded in `extension.json` like mined terms, so each embedding row starts as the mean of
-    the rows the base used to spell "<extra_id_N>" (`selfsup.models.extend`): distinct, and close
-    to what the model already reads for such a marker.
+
+FIM_SENTINELS = ["<fim_prefix>", "<fim_middle>", "<fim_suffix>"]
+
+
+def add_sentinels(tokenizer_dir: Path, tokens: list[str], fingerprint: str) -> dict[str, Any]:
+    """Give a reused decoder tokenizer the objective sentinels it lacks; returns its manifest.
+
+    `span` on a decoder base (objectives/span.py `DecoderSpanCorruption`) needs `<extra_id_N>`,
+    `fim` needs `<fim_prefix>`, `<fim_middle>`, `<fim_suffix>`; many decoder bases have neither
+    (SmolLM2 as imported from its GGUF has no FIM tokens). They are added as special tokens (never
+    split, dropped by skip_special_tokens) and recorded in `extension.json` like mined terms, so
+    each embedding row starts as the mean of the rows the base used to spell the marker
+    (`selfsup.models.extend`): distinct, and close to what the model already reads for it.
+    Sentinels the tokenizer already has are kept as they are.
     """
     tokenizer_dir = Path(tokenizer_dir)
     previous = read_manifest(tokenizer_dir)
@@ -112,7 +121,7 @@ def add_sentinels(tokenizer_dir: Path, n: int, fingerprint: str) -> dict[str, An
         raise UsageError(f"{tokenizer_dir} holds no finished tokenizer to add sentinels to; run the tokenizer stage first")
     tok = load_tokenizer(tokenizer_dir)
     vocab = tok.get_vocab()
-    missing = [f"<extra_id_{i}>" for i in range(n) if f"<extra_id_{i}>" not in vocab]
+    missing = [t for t in tokens if t not in vocab]
     base_encoder = document_encoder(tok)
     pieces = {t: base_encoder.encode(t, add_special_tokens=False).ids for t in missing}
     (tokenizer_dir / MANIFEST).unlink(missing_ok=True)  # the directory changes: it is not trusted until rewritten
@@ -131,8 +140,8 @@ def add_sentinels(tokenizer_dir: Path, n: int, fingerprint: str) -> dict[str, An
     (tokenizer_dir / EXTENSION_FILE).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     extra = {k: v for k, v in previous.items() if k not in ("stage", "fingerprint", "created", "files")}
     extra["vocab_size"] = vocab_size(tok)
-    extra["sentinels"] = {"added": len(added), "first": added[0]["id"] if added else None, "file": EXTENSION_FILE,
-                          "why": "span on a decoder base: <extra_id_N> stand for hidden spans"}
+    extra["sentinels"] = {"added": len(added), "tokens": [t["token"] for t in added], "file": EXTENSION_FILE,
+                          "why": "objective sentinels (span: <extra_id_N>, fim: <fim_*>) the base's tokenizer lacked"}
     return write_manifest(tokenizer_dir, stage="tokenizer", fingerprint=fingerprint, extra=extra)
 
 
