@@ -95,7 +95,7 @@ def _model_row(m: CompareModel, result: dict[str, Any], runs: list[CompareRun]) 
 
 def _run_row(r: CompareRun) -> dict[str, Any]:
     base = r.lineage.get("base") or {}
-    return {"name": r.name, "workdir": str(r.workdir.resolve()), "objective": r.objective,
+    return {"name": r.name, "workdir": str(r.workdir.resolve()), "objective": r.recipe.objective.label,
             "base": base.get("given") or (str(r.base_dir) if r.base_dir else None),
             "base_fingerprint": base.get("fingerprint"), "rebased_from": (r.rebase or {}).get("from"), "cost": r.cost()}
 
