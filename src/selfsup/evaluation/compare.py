@@ -42,7 +42,7 @@ from selfsup.ingest import read_documents
 from selfsup.manifest import verify_manifest, write_json_atomic
 from selfsup.models.identity import display_name, model_fingerprint
 
-SCORING_VERSION = 1  # bump when a score's definition changes: cached scores are then recomputed
+SCORING_VERSION = 2  # bump when a score's definition changes: cached scores are then recomputed
 BYTES_PER_TOKEN_BUDGET = 4  # the held-out byte budget per token of [eval] max_tokens
 LM_OBJECTIVES = ("clm", "fim", "mlm")
 EMBEDDING_OBJECTIVES = ("contrastive", "tsdae")
@@ -325,17 +325,15 @@ def score_model(m: CompareModel, evidence: Evidence, *, seq_len: int, recipe: Re
 
 
 def score_infill(model, tokenizer, texts: list[str], *, seq_len: int, recipe: Recipe, device, amp_dtype) -> dict[str, Any]:
-    """Middle exact match and token accuracy of held-out fill-in-the-middle questions (as evaluate does);
-    {} for a model whose tokenizer has no FIM sentinels (a base that never learned the format)."""
-    from selfsup.evaluation.bits_per_byte import document_sequences
+    """Held-out lines filled in (evaluation/infill.py, as evaluate does): middle bits/byte, exact match,
+    token accuracy; {} for a model whose tokenizer has no FIM sentinels (a base that never learned the format)."""
     from selfsup.evaluation.infill import fim_questions, score_fim
     from selfsup.tokens import document_encoder, document_opener, special_ids
 
     ids = special_ids(tokenizer)
     if any(ids.get(k) is None for k in ("fim_prefix", "fim_middle", "fim_suffix")):
         return {}
-    seqs, _, _ = document_sequences(texts, document_encoder(tokenizer), ids["eos"], 10**12, document_opener(tokenizer))
-    questions = fim_questions(seqs, ids, seq_len, SEED)
+    questions = fim_questions(texts, document_encoder(tokenizer), ids, seq_len, SEED, opener=document_opener(tokenizer))
     return score_fim(model, questions, batch_size=recipe.eval.batch_size, device=device, amp_dtype=amp_dtype, pad_id=ids["pad"])
 
 

@@ -5,7 +5,8 @@
     {"objective": "clm", "sets": {"heldout": {"trained": {...}, "unigram": {...}}}, "samples": [...]}
 
 with `loss`, `perplexity`, `bits_per_byte`, `tokens`, `bytes`, `documents` for every model, and
-`masked_accuracy` for masked objectives, `fim_exact_match` / `fim_token_accuracy` for fim,
+`masked_accuracy` for masked objectives, `fim_middle_bits_per_byte` / `fim_exact_match` /
+`fim_token_accuracy` for fim (held-out lines, evaluation/infill.py),
 `span_exact_match` for span; embedding objectives (contrastive, tsdae) report retrieval instead
 (`recall_at_1`, `recall_at_10`, `mrr`, `queries`) for `trained`, `untrained` and `bm25`. The held-out set is the corpus's validation split: the
 documents training never saw.
@@ -126,7 +127,7 @@ def evaluate(
     if objective_name in ("clm", "fim"):
         trained = score_clm(model, seqs, n_bytes, seq_len=seq_len, batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw).metrics()
         unigram = score_unigram_clm(log_probs, seqs, n_bytes).metrics()
-        tasks = DecoderTasks.for_run(recipe, ids, seqs, seq_len, _byte_lengths(tokenizer, _vocab_rows(model)))
+        tasks = DecoderTasks.for_run(recipe, tokenizer, texts, seqs, seq_len, _byte_lengths(tokenizer, _vocab_rows(model)))
         trained |= tasks.score(model, batch_size=cfg.batch_size, **eval_kw)
         unigram |= tasks.score_unigram(log_probs, special)
         samples = generate_samples(model, tokenizer, texts, n=cfg.samples, new_tokens=cfg.sample_tokens, seed=EVAL_SEED)
@@ -199,9 +200,11 @@ class DecoderTasks:
     pad_id: int
 
     @classmethod
-    def for_run(cls, recipe: Recipe, ids, seqs, seq_len: int, byte_lengths: np.ndarray) -> DecoderTasks:
-        names = recipe.objective.names
-        fim = fim_questions(seqs, ids, seq_len, EVAL_SEED) if "fim" in names else None
+    def for_run(cls, recipe: Recipe, tokenizer, texts: list[str], seqs, seq_len: int, byte_lengths: np.ndarray) -> DecoderTasks:
+        """`texts`: the held-out documents scored for bits per byte; `seqs` their token sequences."""
+        names, ids = recipe.objective.names, special_ids(tokenizer)
+        fim = (fim_questions(texts, document_encoder(tokenizer), ids, seq_len, EVAL_SEED, opener=document_opener(tokenizer))
+               if "fim" in names else None)
         spans, sentinels = None, []
         if "span" in names:
             objective = get_objective(recipe.objective, ids, len(byte_lengths), decoder=True, name="span")

@@ -1,72 +1,90 @@
-"""Fill-in-the-middle exact match: can the model write a held-out document's missing middle?
+"""Fill-in-the-middle on held-out documents: can the model write a missing line?
 
-For each held-out document a middle of 1–8 tokens is cut at a position drawn with a fixed seed;
-the model reads [EOS] <fim_prefix> prefix <fim_suffix> suffix <fim_middle> (prefix and suffix
-clipped to fit the block) and must write middle + EOS. Exact match is scored in one teacher-forced
-pass: greedy decoding writes the middle exactly if and only if, at every step, the arg-max next
-token given the true tokens so far is the true token — so all-arg-max-correct *is* greedy exact
-match, without a generate loop. Token accuracy over the same positions is reported beside it.
+A middle is a whole line of a held-out document (10–160 characters: a sentence of a paragraph, a
+line of a code block, a table row), several per document, chosen with a fixed seed; the prefix is
+the text before it and the suffix the text after, each clipped to fit the block. Prefix, middle
+and suffix are encoded separately, and the model reads
+[opener] <fim_prefix> prefix <fim_suffix> suffix <fim_middle> and must write middle + EOS.
+
+- `fim_middle_bits_per_byte`: the middle's negative log-likelihood over its UTF-8 bytes
+  (tokenizer-independent, so base and adapted compare even across vocabularies);
+- `fim_exact_match`: in one teacher-forced pass, greedy decoding writes the middle exactly if and
+  only if, at every step, the arg-max next token given the true tokens so far is the true token
+  (EOS included: it must also stop), so all-arg-max-correct *is* greedy exact match, without a
+  generate loop; `fim_token_accuracy` over the same positions.
 The unigram baseline always writes the most frequent ordinary token.
 """
 
 from __future__ import annotations
 
+import math
+import random
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from selfsup.train.hardware import autocast
 
-MAX_MIDDLE = 8
+MIN_LINE_CHARS, MAX_LINE_CHARS = 10, 160
+LINES_PER_DOCUMENT = 6
 
 
-def fim_questions(seqs: list[list[int]], ids: dict[str, int | None], seq_len: int, seed: int) -> list[tuple[list[int], list[int]]]:
-    """(prompt, answer) per document long enough: answer = middle + [EOS]."""
-    rng = np.random.default_rng(seed)
+def fim_questions(texts: list[str], encoder, ids: dict[str, int | None], seq_len: int, seed: int, *,
+                  opener: int | None = None, per_document: int = LINES_PER_DOCUMENT) -> list[tuple[list[int], list[int], int]]:
+    """(prompt, answer, middle bytes) per chosen line: answer = middle + [EOS]."""
     eos, P, M, S = ids["eos"], ids["fim_prefix"], ids["fim_middle"], ids["fim_suffix"]
     out = []
-    for seq in seqs:
-        doc = seq[1:-1]  # [EOS] + doc + [EOS] → doc
-        if len(doc) < 12:
-            continue
-        n = int(rng.integers(1, MAX_MIDDLE + 1))
-        lo = int(rng.integers(1, len(doc) - n))
-        context = (seq_len - n - 6) // 2
-        prefix, middle, suffix = doc[max(0, lo - context) : lo], doc[lo : lo + n], doc[lo + n : lo + n + context]
-        out.append(([eos, P, *prefix, S, *suffix, M], [*middle, eos]))
+    for k, text in enumerate(texts):
+        starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+        lines = [(a, text.find("\n", a) if text.find("\n", a) >= 0 else len(text)) for a in starts]
+        lines = [(a, b) for a, b in lines if MIN_LINE_CHARS <= len(text[a:b].strip()) <= MAX_LINE_CHARS and 0 < a]
+        for a, b in sorted(random.Random(seed * 1_000_003 + k).sample(lines, min(per_document, len(lines)))):
+            prefix, middle, suffix = (e.ids for e in encoder.encode_batch_fast([text[:a], text[a:b], text[b:]],
+                                                                                add_special_tokens=False))
+            context = (seq_len - len(middle) - 6) // 2
+            if context < 8:
+                continue
+            prompt = [opener if opener is not None else eos, P, *prefix[-context:], S, *suffix[:context], M]
+            out.append((prompt, [*middle, eos], len(text[a:b].encode("utf-8"))))
     return out
 
 
 @torch.no_grad()
 def score_fim(model, questions, *, batch_size: int, device, amp_dtype, pad_id: int) -> dict[str, float]:
     model.eval()
-    exact, right, total = 0, 0, 0
+    exact, right, total, nll, n_bytes = 0, 0, 0, 0.0, 0
     for i in range(0, len(questions), batch_size):
         chunk = questions[i : i + batch_size]
-        width = max(len(p) + len(a) for p, a in chunk)
+        width = max(len(p) + len(a) for p, a, _ in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         attn = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, (p, a) in enumerate(chunk):
+        for row, (p, a, _) in enumerate(chunk):
             ids[row, : len(p) + len(a)] = torch.tensor(p + a)
             attn[row, : len(p) + len(a)] = 1
         with autocast(device, amp_dtype):
             logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
-        guess = logits.argmax(-1).cpu()
-        for row, (p, a) in enumerate(chunk):
-            pred = guess[row, len(p) - 1 : len(p) - 1 + len(a)].tolist()  # position t predicts t+1
-            hits = sum(int(x == y) for x, y in zip(pred, a))
-            exact += int(hits == len(a))
-            right += hits
+        for row, (p, a, b) in enumerate(chunk):
+            at = logits[row, len(p) - 1 : len(p) - 1 + len(a)].float().cpu()  # position t predicts t+1
+            truth = torch.tensor(a)
+            hits = (at.argmax(-1) == truth).tolist()
+            exact += int(all(hits))
+            right += sum(hits)
             total += len(a)
+            nll += float(F.cross_entropy(at[:-1], truth[:-1], reduction="sum"))  # the middle's tokens, not its EOS
+            n_bytes += b
     return {"fim_exact_match": exact / max(len(questions), 1), "fim_token_accuracy": right / max(total, 1),
-            "fim_questions": len(questions)}
+            "fim_middle_bits_per_byte": nll / (math.log(2) * max(n_bytes, 1)), "fim_questions": len(questions)}
 
 
 def score_unigram_fim(log_probs: np.ndarray, questions, special: list[int]) -> dict[str, float]:
     ordinary = log_probs.copy()
     ordinary[special] = -np.inf
     best = int(np.argmax(ordinary))
-    exact = sum(int(all(t == best for t in a)) for _, a in questions)
-    right = sum(sum(int(t == best) for t in a) for _, a in questions)
-    total = sum(len(a) for _, a in questions)
+    exact = sum(int(all(t == best for t in a)) for _, a, _ in questions)
+    right = sum(sum(int(t == best) for t in a) for _, a, _ in questions)
+    total = sum(len(a) for _, a, _ in questions)
+    nll = -sum(float(log_probs[np.asarray(a[:-1], dtype=np.int64)].sum()) for _, a, _ in questions)
+    n_bytes = sum(b for _, _, b in questions)
     return {"fim_exact_match": exact / max(len(questions), 1), "fim_token_accuracy": right / max(total, 1),
-            "fim_questions": len(questions)}
+            "fim_middle_bits_per_byte": nll / (math.log(2) * max(n_bytes, 1)), "fim_questions": len(questions)}

@@ -195,7 +195,7 @@ def _columns(payload: dict[str, Any]) -> list[str]:
     if any("cloze" in r["scores"] for r in payload["models"]):
         cols.append("cloze top-1")
     if any(r["scores"].get("infill") for r in payload["models"]):
-        cols.append("infill exact match")
+        cols += ["infill middle (bits/byte)", "infill exact match"]
     if any("retrieval" in r["scores"] for r in payload["models"]):
         cols += ["retrieval MRR", "BM25 MRR"]
     return cols + ["training", "fingerprint"]
@@ -207,7 +207,9 @@ def _cells(row: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     if any("cloze" in r["scores"] for r in payload["models"]):
         values.append(f"{s['cloze']['top1']:.1%}" if "cloze" in s else "—")
     if any(r["scores"].get("infill") for r in payload["models"]):
-        values.append(f"{s['infill']['fim_exact_match']:.1%}" if s.get("infill") else "—")
+        infill = s.get("infill") or {}
+        values += [_num(infill.get("fim_middle_bits_per_byte")),
+                   f"{infill['fim_exact_match']:.1%}" if "fim_exact_match" in infill else "—"]
     if any("retrieval" in r["scores"] for r in payload["models"]):
         r = s.get("retrieval") or {}
         values += [_num(r.get("mrr")), _num((r.get("bm25") or {}).get("mrr"))]
