@@ -28,6 +28,15 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def read_json_dict(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file, or None when it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to a temporary name, fsync, then rename: readers see the old file or the new one."""
     path = Path(path)

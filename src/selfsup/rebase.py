@@ -28,7 +28,7 @@ from typing import Any
 from selfsup.config import Recipe, recipe_from_dict
 from selfsup.console import esc, say
 from selfsup.errors import UsageError
-from selfsup.manifest import manifest_digest, verify_manifest, write_json_atomic
+from selfsup.manifest import manifest_digest, read_json_dict, verify_manifest, write_json_atomic
 from selfsup.models.identity import display_name
 from selfsup.pipeline import LINEAGE_FILE, RECIPE_FILE
 from selfsup.train.replay import replay_shards_dir
@@ -96,7 +96,7 @@ def prepare_rebase(old: Path, new_base: Path, new_dir: Path) -> Recipe:
     old_replay = replay_shards_dir(old_wd.shards).parent / "corpus"
     if verify_manifest(old_replay)[0]:
         carry_over(old_replay, replay_shards_dir(new_wd.shards).parent / "corpus")
-    lineage = _read_json(old / LINEAGE_FILE) or {}
+    lineage = read_json_dict(old / LINEAGE_FILE) or {}
     write_json_atomic(new_wd.root / REBASE_FILE, {
         "from": str(old.resolve()),
         "old_base": (lineage.get("base") or {}).get("given") or _str(original_recipe(old).model.base),
@@ -130,15 +130,8 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def read_rebase(workdir: Path) -> dict[str, Any] | None:
-    return _read_json(Path(workdir) / REBASE_FILE)
+    return read_json_dict(Path(workdir) / REBASE_FILE)
 
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _str(value: Any) -> str | None:

@@ -39,7 +39,7 @@ from selfsup.errors import UsageError
 from selfsup.evaluation.cloze import make_probes, ranks_of_answers, salient_terms, score_probes, summarise
 from selfsup.evaluation.text_sets import TextSet, read_text_sets, spread
 from selfsup.ingest import read_documents
-from selfsup.manifest import verify_manifest, write_json_atomic
+from selfsup.manifest import read_json_dict, verify_manifest, write_json_atomic
 from selfsup.models.identity import display_name, model_fingerprint
 
 SCORING_VERSION = 2  # bump when a score's definition changes: cached scores are then recomputed
@@ -142,8 +142,8 @@ def load_run(workdir: Path) -> CompareRun:
         except UsageError:
             adapted = None
     base = Path(recipe.model.base) if recipe.model.base is not None else None
-    return CompareRun(workdir=workdir, name=workdir.name, recipe=recipe, run=run, lineage=_json(workdir / "lineage.json") or {},
-                      rebase=_json(workdir / "rebase.json"), adapted_dir=adapted, base_dir=base)
+    return CompareRun(workdir=workdir, name=workdir.name, recipe=recipe, run=run, lineage=read_json_dict(workdir / "lineage.json") or {},
+                      rebase=read_json_dict(workdir / "rebase.json"), adapted_dir=adapted, base_dir=base)
 
 
 def collect_models(runs: list[CompareRun]) -> list[CompareModel]:
@@ -281,7 +281,7 @@ def score_models(models: list[CompareModel], evidence: Evidence, *, seq_len: int
     for m in models:
         key = settings_hash("compare", SCORING_VERSION, m.fingerprint, _family(m.objective), digest, seq_len)
         path = cache_dir / f"{key[:32]}.json"
-        cached = _json(path)
+        cached = read_json_dict(path)
         if cached and cached.get("key") == key:
             results[m.fingerprint] = {"scores": cached["scores"], "cached": True, "seconds": cached.get("seconds", 0.0)}
             say(f"[dim]compare: {esc(m.name)} from the cache")
@@ -368,13 +368,6 @@ def _family(objective: str) -> str:
         return "embedding"
     return "other"
 
-
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def bits(scores: dict[str, Any], name: str) -> float | None:

@@ -66,6 +66,14 @@ def compute_input_and_target_lengths(inputs_length: int, noise_density: float = 
     return tokens_length, span_lengths(tokens_length, noise_density, mean_noise_span_length)[1]
 
 
+def sentinel_ids(special_ids: dict[str, int | None]) -> list[int]:
+    """The ids of <extra_id_0>, <extra_id_1>, … in order, up to the first one missing."""
+    out: list[int] = []
+    while special_ids.get(f"extra_id_{len(out)}") is not None:
+        out.append(int(special_ids[f"extra_id_{len(out)}"]))
+    return out
+
+
 def random_spans_noise_mask(length: int, noise_density: float, mean_noise_span_length: float,
                             generator: torch.Generator | None = None) -> torch.Tensor:
     """(length,) bool: T5's noise mask — alternating clean / noise stretches, clean first."""
@@ -90,9 +98,7 @@ class SpanCorruption:
 
     def __init__(self, special_ids: dict[str, int | None], *, noise_density: float = 0.15,
                  mean_noise_span_length: float = 3.0) -> None:
-        self.sentinels = []
-        while special_ids.get(f"extra_id_{len(self.sentinels)}") is not None:
-            self.sentinels.append(int(special_ids[f"extra_id_{len(self.sentinels)}"]))
+        self.sentinels = sentinel_ids(special_ids)
         if not self.sentinels:
             raise ValueError("span needs sentinel tokens <extra_id_0>, <extra_id_1>, … in the tokenizer; "
                              "train the tokenizer with selfsup (it reserves them) or reuse a T5 tokenizer")
@@ -185,9 +191,7 @@ class DecoderSpanCorruption:
 
     def __init__(self, special_ids: dict[str, int | None], *, noise_density: float = 0.15,
                  mean_noise_span_length: float = 3.0, document_mask: bool = True) -> None:
-        self.sentinels = []
-        while special_ids.get(f"extra_id_{len(self.sentinels)}") is not None:
-            self.sentinels.append(int(special_ids[f"extra_id_{len(self.sentinels)}"]))
+        self.sentinels = sentinel_ids(special_ids)
         if not self.sentinels:
             raise ValueError("span on a decoder needs sentinel tokens <extra_id_0>, <extra_id_1>, … in the tokenizer; "
                              "the tokenizer stage adds them to a reused decoder tokenizer: rerun it")
