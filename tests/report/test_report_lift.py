@@ -8,7 +8,7 @@ from pathlib import Path
 
 from report_fixtures import eval_json, metrics_lines, write_json, write_jsonl
 
-from selfsup.report.lift import lift_sentences
+from selfsup.report.lift import lift_sentences, side_by_side_rows
 
 
 def scores(bpb: float) -> dict:
@@ -84,3 +84,18 @@ def test_forgetting_sentence_for_no_general_set_and_for_improvement() -> None:
                              "forgetting": -0.1})
     assert "General text (g) got 10% better (1.000 → 0.900 bits per byte)." in better
     assert "Forgetting: none measurable, general text did not get worse." in better
+
+
+def test_infill_metrics_sit_beside_bits_per_byte_with_the_right_direction() -> None:
+    """A fim / span run's held-out row also shows middle and span bits per byte (lower is better) and
+    exact match / token accuracy (higher is better), base against adapted."""
+    sets = {"heldout": {
+        "base": {"bits_per_byte": 0.94, "fim_middle_bits_per_byte": 0.97, "fim_token_accuracy": 0.51, "fim_exact_match": 0.0,
+                 "span_bits_per_byte": 1.91},
+        "trained": {"bits_per_byte": 0.79, "fim_middle_bits_per_byte": 0.74, "fim_token_accuracy": 0.57, "fim_exact_match": 0.0,
+                    "span_bits_per_byte": 1.64},
+    }}
+    cells = {c["metric"]: c for c in side_by_side_rows(sets, {})[0]["cells"]}
+    assert list(cells) == ["bits_per_byte", "fim_middle_bits_per_byte", "fim_token_accuracy", "fim_exact_match", "span_bits_per_byte"]
+    assert cells["fim_middle_bits_per_byte"]["better"] and cells["fim_token_accuracy"]["better"]
+    assert cells["span_bits_per_byte"]["better"] and cells["fim_exact_match"]["better"] is None  # 0% → 0%: no change to judge

@@ -17,9 +17,16 @@ from typing import Any
 from selfsup.report.formatting import DASH, fmt_change, fmt_float, fmt_int, fmt_pct, fmt_sig, is_number
 from selfsup.report.inputs import ReportInputs
 
+# Metrics shown base vs adapted where a set has them: (key, format, lower is better). The infill
+# rows come from fim / span on a decoder; their base is scored as training started (eval.json).
+SIDE_BY_SIDE = (
+    ("bits_per_byte", fmt_float, True), ("perplexity", fmt_sig, True), ("masked_accuracy", fmt_pct, False),
+    ("fim_middle_bits_per_byte", fmt_float, True), ("fim_token_accuracy", fmt_pct, False),
+    ("fim_exact_match", fmt_pct, False), ("span_bits_per_byte", fmt_float, True), ("span_exact_match", fmt_pct, False),
+)
 TOKENIZER_LABELS = {
     "base": "base model's tokenizer (reused)",
-    "adapted": "adapted tokenizer (base + added domain terms)",
+    "adapted": "adapted tokenizer (base + added tokens: domain terms, objective sentinels)",
     "domain": "byte-level BPE trained on the domain",
 }
 CLOZE_LABELS = {"base": "base model", "trained": "adapted model", "chance": "chance"}
@@ -68,7 +75,8 @@ def lift_sentences(lift: dict[str, Any]) -> list[str]:
 
 
 def side_by_side_rows(sets: dict[str, Any], lift: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per text set: base, adapted and the change, for bits per byte, perplexity, masked accuracy."""
+    """One row per text set: base, adapted and the change, for bits per byte, perplexity, masked accuracy,
+    and the infill metrics of fim / span where the set has them."""
     general = {_dict(g).get("set") for g in lift.get("general") or []}
     rows = []
     for name, models in sorted(sets.items(), key=lambda kv: kv[0] != "heldout"):  # the domain first
@@ -78,11 +86,10 @@ def side_by_side_rows(sets: dict[str, Any], lift: dict[str, Any]) -> list[dict[s
             continue
         kind = "domain (held-out)" if name == "heldout" else ("general" if name in general else "")
         row = {"set": str(name), "kind": kind, "cells": []}
-        for key, fmt in (("bits_per_byte", fmt_float), ("perplexity", fmt_sig), ("masked_accuracy", fmt_pct)):
+        for key, fmt, lower_is_better in SIDE_BY_SIDE:
             b, a = base.get(key), adapted.get(key)
             if not is_number(b) and not is_number(a):
                 continue
-            lower_is_better = key != "masked_accuracy"
             change = (a - b) / b if is_number(a) and is_number(b) and b else None
             row["cells"].append({
                 "metric": key, "base": fmt(b), "adapted": fmt(a),
