@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from common import CACHE, emit
 from lift import CORPORA, GENERAL, base_gguf, debian_folder
