@@ -32,8 +32,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Each benchmark prints ratios against its baseline, measured in the same process; bench/table.py runs
-# each RUNS times and prints the medians against the targets (~3 h on 2 cores, most of it the SmolLM2-135M
-# rows: bench/lift.py and train_throughput.py --real-base). QUICK= for full runs,
+# each RUNS times and prints the medians against the targets (~3.5 h on 2 cores, most of it the SmolLM2-135M
+# rows: bench/lift.py, bench/objectives.py and train_throughput.py --real-base). QUICK= for full runs,
 # RUNS=1 for a first look.
 QUICK ?= --quick
 RUNS ?= 3

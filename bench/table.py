@@ -94,6 +94,17 @@ def _lift_rows(corpus: str) -> list[Figure]:
     ]
 
 
+def _objective_rows() -> list[Figure]:
+    """bench/objectives.py: each decoder objective's adapted SmolLM2-135M against its base on its own task metric."""
+    def row(name: str) -> Figure:
+        return Figure(f"objective {name} (SmolLM2-135M): task metric, adapted / base",
+                      lambda r: r[name]["adapted"] / r[name]["base"], 1.0,
+                      lambda r: f"{r[name]['adapted']:.4f} {r[name]['metric']}", lambda r: f"{r[name]['base']:.4f} (base)",
+                      higher_is_better=False)
+
+    return [row(name) for name in ("clm", "fim", "span")]
+
+
 def _real_base_rows() -> list[Figure]:
     """bench/train_throughput.py --real-base: SmolLM2-135M at 8x512 against the Trainer at its best."""
     def gb(side: str) -> Callable[[dict], str]:
@@ -130,6 +141,7 @@ BENCHMARKS: list[tuple[list[str], list[Figure]]] = [
     (["train_throughput.py", "--real-base", "--steps", "8"], _real_base_rows()),
     (["lift.py", "--corpus", "sqlite"], _lift_rows("sqlite")),
     (["lift.py", "--corpus", "git"], _lift_rows("git")),
+    (["objectives.py", "--corpus", "sqlite"], _objective_rows()),
     (["ingest_throughput.py"], [_ingest_row(f) for f in ("text", "html", "pdf", "docx")] + [
         Figure("ingest: peak RSS, 10x files / 1x", lambda r: r["rss_growth"], 1.2,
                lambda r: f"{r['peak_rss_mb']['large']['process']:.0f} MB",
