@@ -411,8 +411,8 @@ def apply_continue_defaults(recipe: Recipe) -> Recipe:
 
 def base_is_decoder(base: Path) -> bool:
     """Whether a base model is a causal decoder: a .gguf file always is (selfsup imports decoders from
-    GGUF); an HF directory is when its config.json is not an encoder-decoder and names a *ForCausalLM
-    architecture (or a decoder family). A missing or unreadable config counts as not a decoder."""
+    GGUF); an HF directory is when its config.json names a *ForCausalLM architecture and is not an
+    encoder-decoder. A missing or unreadable config counts as not a decoder."""
     base = Path(base)
     if base.suffix.lower() == ".gguf":
         return True
@@ -420,10 +420,8 @@ def base_is_decoder(base: Path) -> bool:
         config = json.loads((base / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if config.get("is_encoder_decoder"):
-        return False
-    return any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or []) or config.get("model_type") in (
-        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gpt2", "olmo", "olmo2", "phi3")
+    return not config.get("is_encoder_decoder") and any(
+        str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
 
 
 def settings_hash(*parts: Any) -> str:

@@ -58,12 +58,10 @@ from selfsup.evaluation.spans import (
     score_unigram_spans,
     span_questions,
 )
-from selfsup.models import build_model, count_parameters, load_pretrained
-from selfsup.models.extend import extend_embeddings
+from selfsup.models import build_model, count_parameters, load_base_for_training, load_pretrained
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
 from selfsup.tokens import document_encoder, document_opener, load_tokenizer, special_ids, token_byte_lengths
-from selfsup.tokens.extend import read_extension
 from selfsup.train import find_latest
 from selfsup.train.hardware import autocast_dtype, pick_device
 
@@ -179,7 +177,7 @@ def evaluate(
     if objective_name == "clm" and recipe.model.base is not None and tasks.any():
         # The base cannot fill in with sentinels it never had: it is scored as training started, with
         # the added sentinels' rows set as the train loop set them (the mean of their spelling's rows).
-        start = extend_embeddings(load_pretrained(recipe.model.base, "clm"), _extension_terms(tokenizer_dir)).to(device)
+        start = load_base_for_training(recipe.model.model_copy(update={"lora": False}), "clm", tokenizer_dir).to(device)
         models.setdefault("base", {}).update(tasks.score(start, batch_size=cfg.batch_size, **eval_kw))
         result["base_task_note"] = "base scored on infill with the added sentinel rows as training started from them"
     result["seconds"] = time.perf_counter() - started
@@ -226,11 +224,6 @@ class DecoderTasks:
 
     def score_unigram(self, log_probs: np.ndarray, special: list[int]) -> dict[str, Any]:
         return score_unigram_fim(log_probs, self.fim, special) if self.fim is not None else {}
-
-
-def _extension_terms(tokenizer_dir: Path) -> list[dict[str, Any]]:
-    extension = read_extension(tokenizer_dir)
-    return extension["terms"] if extension else []
 
 
 def headline(objective: str, models: dict[str, dict]) -> str:

@@ -36,9 +36,11 @@ def fim_questions(texts: list[str], encoder, ids: dict[str, int | None], seq_len
     eos, P, M, S = ids["eos"], ids["fim_prefix"], ids["fim_middle"], ids["fim_suffix"]
     out = []
     for k, text in enumerate(texts):
-        starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
-        lines = [(a, text.find("\n", a) if text.find("\n", a) >= 0 else len(text)) for a in starts]
-        lines = [(a, b) for a, b in lines if MIN_LINE_CHARS <= len(text[a:b].strip()) <= MAX_LINE_CHARS and 0 < a]
+        lines, a = [], 0  # (start, end) of each line after the first, whose text qualifies
+        for line in text.split("\n"):
+            if a and MIN_LINE_CHARS <= len(line.strip()) <= MAX_LINE_CHARS:
+                lines.append((a, a + len(line)))
+            a += len(line) + 1
         for a, b in sorted(random.Random(seed * 1_000_003 + k).sample(lines, min(per_document, len(lines)))):
             prefix, middle, suffix = (e.ids for e in encoder.encode_batch_fast([text[:a], text[a:b], text[b:]],
                                                                                 add_special_tokens=False))

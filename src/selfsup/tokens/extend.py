@@ -136,7 +136,7 @@ def add_sentinels(tokenizer_dir: Path, tokens: list[str], fingerprint: str) -> d
         added.append({"token": t, "id": token_id, "pieces": pieces[t], "count": 0, "special": True})
     record = read_extension(tokenizer_dir) or {"base_tokenizer": previous.get("from"),
                                                "space_prefixed": _tokens_carry_spaces(tok), "terms": []}
-    record["terms"] = [t for t in record["terms"] if not t.get("special")] + added
+    record["terms"] += added
     (tokenizer_dir / EXTENSION_FILE).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     extra = {k: v for k, v in previous.items() if k not in ("stage", "fingerprint", "created", "files")}
     extra["vocab_size"] = vocab_size(tok)
