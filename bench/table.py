@@ -95,14 +95,23 @@ def _lift_rows(corpus: str) -> list[Figure]:
 
 
 def _objective_rows() -> list[Figure]:
-    """bench/objectives.py: each decoder objective's adapted SmolLM2-135M against its base on its own task metric."""
+    """bench/objectives.py: each decoder objective's adapted SmolLM2-135M against its base on its own task metric;
+    contrastive's adapted all-MiniLM-L6-v2 against its base and BM25 (MRR, higher is better)."""
     def row(name: str) -> Figure:
         return Figure(f"objective {name} (SmolLM2-135M): task metric, adapted / base",
                       lambda r: r[name]["adapted"] / r[name]["base"], 1.0,
                       lambda r: f"{r[name]['adapted']:.4f} {r[name]['metric']}", lambda r: f"{r[name]['base']:.4f} (base)",
                       higher_is_better=False)
 
-    return [row(name) for name in ("clm", "fim", "span")]
+    retrieval = [
+        Figure("objective contrastive (all-MiniLM-L6-v2): held-out MRR, adapted / base",
+               lambda r: r["contrastive"]["adapted"] / r["contrastive"]["base"], 1.0,
+               lambda r: f"{r['contrastive']['adapted']:.3f} MRR", lambda r: f"{r['contrastive']['base']:.3f} (base)"),
+        Figure("objective contrastive (all-MiniLM-L6-v2): held-out MRR, adapted / BM25",
+               lambda r: r["contrastive"]["adapted"] / r["contrastive"]["bm25"], 1.0,
+               lambda r: f"{r['contrastive']['adapted']:.3f} MRR", lambda r: f"{r['contrastive']['bm25']:.3f} (BM25)"),
+    ]
+    return [row(name) for name in ("clm", "fim", "span")] + retrieval
 
 
 def _real_base_rows() -> list[Figure]:

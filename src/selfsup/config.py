@@ -145,8 +145,10 @@ class ObjectiveConfig(Section):
     mean_noise_span_length: float = Field(3.0, ge=1.0, description="span: mean corrupted span length (T5: 3)")
     temperature: float = Field(0.05, gt=0.0, description="contrastive: InfoNCE softmax temperature (SimCSE: 0.05)")
     passage_tokens: int = Field(64, ge=4, description="contrastive, tsdae: tokens per passage")
-    positives: Literal["neighbours", "dropout"] = Field(
-        "neighbours", description="contrastive: positive = the next span of the same document, or the same span (SimCSE)"
+    positives: Literal["structure", "neighbours", "dropout"] = Field(
+        "structure", description="contrastive: pairs mined from the documents' structure (heading → section, first "
+        "sentence → rest, a sentence → its passage) with a BM25 hard negative each (pairs/); or the next span of the "
+        "same document; or the same span (SimCSE)",
     )
     deletion_rate: float = Field(0.6, gt=0.0, lt=1.0, description="tsdae: share of words deleted from the input")
     mix: dict[ObjectiveName, float] | None = Field(
@@ -386,6 +388,13 @@ CONTINUE_COMPILE = True  # a real base trains ~2x faster compiled; the one-off c
 CONTINUE_BATCH_SIZE = 4  # blocks per step: more updates from the same tokens (a short run is update-bound)
 CONTINUE_BETA2 = 0.99  # small batches: a longer second-moment memory, as the same number of tokens
 CONTINUE_ACTIVATION_MEMORY_BUDGET = 0.65  # SmolLM2-135M 8×512: 4.9 GB at 755 tokens/s against 6.2 GB at 745
+# A sentence encoder continued with contrastive pairs (measured on all-MiniLM-L6-v2, sqlite3-doc, 4 CPU-minutes:
+# held-out MRR 0.436 at lr 2e-5, 0.477 at 5e-5, 0.475 at 1e-4, compiled; the base 0.387, BM25 0.350).
+CONTINUE_EMBEDDING_LR = 5e-5
+CONTINUE_EMBEDDING_BATCH_SIZE = 32  # pairs per step: each query ranks 32 positives and 32 hard negatives
+CONTINUE_EMBEDDING_PASSAGE_TOKENS = 128  # what sentence encoders are trained on (all-MiniLM-L6-v2: 128)
+CONTINUE_EMBEDDING_COMPILE = False  # batches are cut to their longest text, so shapes vary: eager 2.45 s a step
+# (91 steps in 4 minutes, MRR 0.480) against compiled 2.6 s at fixed shapes plus the compile (69 steps)
 
 
 def apply_continue_defaults(recipe: Recipe) -> Recipe:
@@ -396,16 +405,20 @@ def apply_continue_defaults(recipe: Recipe) -> Recipe:
     if recipe.model.base is None:
         return recipe
     train, given = recipe.train, recipe.train.model_fields_set
+    embedding = "contrastive" in recipe.objective.names
     if "lr" not in given:
-        train.lr = CONTINUE_LORA_LR if recipe.model.lora else CONTINUE_LR
+        train.lr = CONTINUE_LORA_LR if recipe.model.lora else CONTINUE_EMBEDDING_LR if embedding else CONTINUE_LR
     if "warmup_steps" not in given:
         train.warmup_steps = CONTINUE_WARMUP_STEPS
     for key, value in (("schedule", CONTINUE_SCHEDULE), ("min_lr_ratio", CONTINUE_MIN_LR_RATIO),
-                       ("weight_decay", CONTINUE_WEIGHT_DECAY), ("compile", CONTINUE_COMPILE),
-                       ("batch_size", CONTINUE_BATCH_SIZE), ("beta2", CONTINUE_BETA2),
+                       ("weight_decay", CONTINUE_WEIGHT_DECAY),
+                       ("compile", CONTINUE_EMBEDDING_COMPILE if embedding else CONTINUE_COMPILE),
+                       ("batch_size", CONTINUE_EMBEDDING_BATCH_SIZE if embedding else CONTINUE_BATCH_SIZE), ("beta2", CONTINUE_BETA2),
                        ("activation_memory_budget", CONTINUE_ACTIVATION_MEMORY_BUDGET)):
         if key not in given:
             setattr(train, key, value)
+    if embedding and "passage_tokens" not in recipe.objective.model_fields_set:
+        recipe.objective.passage_tokens = CONTINUE_EMBEDDING_PASSAGE_TOKENS
     return recipe
 
 

@@ -25,6 +25,7 @@ from selfsup.export.gguf import check_gguf_request
 from selfsup.ingest import ingest_sources, source_fingerprint
 from selfsup.manifest import file_sha256, manifest_digest, verify_manifest, write_json_atomic
 from selfsup.pack import pack_corpus
+from selfsup.pairs.rows import build_pairs, uses_pairs
 from selfsup.report import build_report
 from selfsup.tokens import train_tokenizer
 from selfsup.tokens.extend import SAMPLE_CHARS as EXTEND_SAMPLE_CHARS
@@ -152,6 +153,11 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     stage("pack", fp, dir_done(wd.shards, fp), lambda: pack_corpus(wd.corpus, wd.tokenizer, wd.shards, recipe.pack, fp))
     shards_digest = manifest_digest(wd.shards)
 
+    if uses_pairs(recipe):
+        fp = settings_hash("pairs", corpus_digest, tokenizer_digest, recipe.objective.passage_tokens, recipe.train.seed)
+        stage("pairs", fp, dir_done(wd.pairs, fp),
+              lambda: build_pairs(wd.corpus, wd.tokenizer, wd.pairs, passage_tokens=recipe.objective.passage_tokens,
+                                  seed=recipe.train.seed, fingerprint=fp))
     resolve_replay(recipe, wd, stage, dir_done, tokenizer_digest, exclude, keep_corpus=keep_corpus and not fresh)
     train_fp = run_fingerprint(recipe, wd.shards, wd.tokenizer)
     # A changed recipe means a new run (fresh); the same recipe resumes an interrupted one.

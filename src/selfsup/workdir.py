@@ -39,6 +39,11 @@ class Workdir:
         return self.root / "shards"
 
     @property
+    def pairs(self) -> Path:
+        """(query, passage, hard negative) rows for contrastive training (pairs/rows.py)."""
+        return self.root / "pairs"
+
+    @property
     def run(self) -> Path:
         return self.root / "run"
 

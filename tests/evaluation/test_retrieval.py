@@ -1,27 +1,43 @@
-"""Retrieval metrics and the BM25 baseline."""
+"""Held-out retrieval: a query's own passage competes as the query should find it (its sentence
+taken out) and its unmodified copy does not compete; metrics per kind; the same questions for
+every model; BM25 finds lexical matches."""
 
 import math
 
 import numpy as np
 
-from selfsup.evaluation.retrieval import bm25_scores, ranking_metrics
+from selfsup.evaluation.retrieval import RetrievalSet, rank_with_bm25, ranking_metrics, ranks, retrieval_examples
+from tests.pairs.test_structure import PAGE
 
 
-def test_ranking_metrics():
-    perfect = np.eye(12)
-    assert ranking_metrics(perfect) == {"recall_at_1": 1.0, "recall_at_10": 1.0, "mrr": 1.0, "queries": 12}
-    worst = 1 - np.eye(12)
-    m = ranking_metrics(worst)
-    assert m["recall_at_1"] == 0.0 and m["recall_at_10"] == 0.0 and math.isclose(m["mrr"], 1 / 12)
+def test_ranks_leave_the_unmodified_copy_out_and_count_ties_for_the_query():
+    pool = np.array([[0.9, 0.5, 0.2], [0.1, 0.8, 0.8]])
+    true = np.array([0.4, 0.8])
+    r = ranks(pool, true, own=np.array([0, 1]))
+    assert r.tolist() == [2, 1]  # query 0: its own copy (0.9) left out, 0.5 beats 0.4; query 1: a tie counts for it
 
 
-def test_bm25_matches_the_formula_and_ranks_overlap_first():
-    docs = [[5, 6, 7, 7], [8, 9], [5, 10, 11]]
-    scores = bm25_scores([[7, 5]], docs, vocab_size=16)
-    # by hand: idf(t) = ln(1 + (N - df + .5) / (df + .5)); avgdl = 3
-    idf = lambda df: math.log(1 + (3 - df + 0.5) / (df + 0.5))
-    tf_part = lambda tf, dl: tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * dl / 3))
-    expected0 = idf(2) * tf_part(1, 4) + idf(1) * tf_part(2, 4)
-    assert math.isclose(scores[0, 0], expected0)
-    assert scores[0, 1] == 0.0
-    assert scores[0].argmax() == 0
+def test_metrics_overall_and_per_kind():
+    m = ranking_metrics(np.array([1, 2, 20, 1]), ["title", "ict", "ict", "title"])
+    assert m["recall_at_1"] == 0.5 and m["recall_at_10"] == 0.75 and math.isclose(m["mrr"], (1 + 0.5 + 0.05 + 1) / 4)
+    assert m["kinds"]["title"]["mrr"] == 1.0 and m["kinds"]["ict"]["queries"] == 2
+
+
+def test_retrieval_set_samples_each_kind_and_bm25_answers_lexical_queries():
+    texts = [PAGE.replace("journal", f"journal{i}").replace("Journal", f"Journal{i}") for i in range(30)]
+    rs = RetrievalSet.from_texts(texts, seed=0, per_kind=10)
+    kinds = [q.kind for q in rs.queries]
+    assert kinds.count("title") == 10 and kinds.count("ict") == 10
+    assert RetrievalSet.from_texts(texts, seed=0, per_kind=10).queries == rs.queries
+    bm25 = rank_with_bm25(rs)
+    metrics = bm25.metrics(rs)
+    assert metrics["passages"] == len(rs.passages) and metrics["queries"] == len(rs)
+    # "journal7" is in two passages, both of document 7: a first sentence finds its passage first or second when
+    # the rest of the passage has the word too, and shares nothing with the rest when it has not
+    for q, rank in zip(rs.queries, bm25.rank):
+        if q.kind == "first_sentence":
+            assert (rank <= 2) == (f"journal{q.doc}" in q.positive), (q, rank)
+    examples = retrieval_examples(rs, {"bm25": bm25}, seed=0)
+    assert [e["kind"] for e in examples] == ["title", "first_sentence", "ict"]
+    assert all(len(e["top"]["bm25"]) == 3 and e["ranks"]["bm25"] >= 1 for e in examples)
+    assert all(any(t["right"] for t in e["top"]["bm25"]) == (e["ranks"]["bm25"] <= 3) for e in examples)

@@ -42,7 +42,7 @@ from selfsup.ingest import read_documents
 from selfsup.manifest import read_json_dict, verify_manifest, write_json_atomic
 from selfsup.models.identity import display_name, model_fingerprint
 
-SCORING_VERSION = 2  # bump when a score's definition changes: cached scores are then recomputed
+SCORING_VERSION = 3  # bump when a score's definition changes: cached scores are then recomputed
 BYTES_PER_TOKEN_BUDGET = 4  # the held-out byte budget per token of [eval] max_tokens
 LM_OBJECTIVES = ("clm", "fim", "mlm")
 EMBEDDING_OBJECTIVES = ("contrastive", "tsdae")
@@ -338,18 +338,19 @@ def score_infill(model, tokenizer, texts: list[str], *, seq_len: int, recipe: Re
 
 
 def score_retrieval_texts(model, tokenizer, texts: list[str], recipe: Recipe, *, device) -> dict[str, Any]:
-    """A held-out document's first passage must find its next passage among all of them (as evaluate does)."""
-    from selfsup.evaluation.retrieval import retrieval_pairs, score_bm25, score_retrieval
-    from selfsup.tokens import document_encoder, special_ids
+    """Held-out queries (headings, first sentences, inverse cloze) find their passages among all held-out
+    passages (evaluation/retrieval.py, as evaluate does); BM25 beside."""
+    from selfsup.evaluation.retrieval import RetrievalSet, rank_with_bm25, rank_with_model
+    from selfsup.tokens import special_ids
 
     ids = special_ids(tokenizer)
-    n = recipe.objective.passage_tokens
-    head = [[ids["eos"], *e.ids[: 2 * n + 8]] for e in document_encoder(tokenizer).encode_batch_fast(texts, add_special_tokens=False)]
-    queries, targets = retrieval_pairs(head, n, {i for i in ids.values() if i is not None})
-    if len(queries) < 2:
+    rs = RetrievalSet.from_texts(texts, SEED)
+    if len(rs) < 2:
         return {}
-    out = score_retrieval(model, queries, targets, pad_id=ids["pad"], batch_size=recipe.eval.batch_size, device=device)
-    out["bm25"] = score_bm25(queries, targets, model.get_input_embeddings().weight.shape[0])
+    pad = ids["pad"] if ids["pad"] is not None else ids["eos"]
+    out = rank_with_model(model, tokenizer, rs, width=recipe.objective.passage_tokens, pad_id=pad, batch_size=64,
+                          device=device).metrics(rs)
+    out["bm25"] = rank_with_bm25(rs).metrics(rs)
     return out
 
 

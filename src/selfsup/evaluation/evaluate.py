@@ -8,7 +8,9 @@ with `loss`, `perplexity`, `bits_per_byte`, `tokens`, `bytes`, `documents` for e
 `masked_accuracy` for masked objectives, `fim_middle_bits_per_byte` / `fim_exact_match` /
 `fim_token_accuracy` for fim (held-out lines, evaluation/infill.py),
 `span_exact_match` for span; embedding objectives (contrastive, tsdae) report retrieval instead
-(`recall_at_1`, `recall_at_10`, `mrr`, `queries`) for `trained`, `untrained` and `bm25`. The held-out set is the corpus's validation split: the
+(`recall_at_1`, `recall_at_10`, `mrr`, `queries`, `passages`, and the same per query kind under
+`kinds`) for `trained`, `untrained` (the base, for a continued run) and `bm25`, with
+`retrieval_examples`: a query of each kind and every model's top 3 (evaluation/retrieval.py). The held-out set is the corpus's validation split: the
 documents training never saw.
 
 Language-model objectives (clm, fim, mlm) also get the proof of lift (lift.py):
@@ -50,7 +52,7 @@ from selfsup.ingest import read_documents
 from selfsup.manifest import write_json_atomic
 from selfsup.evaluation.infill import fim_questions, score_fim, score_unigram_fim
 from selfsup.evaluation.lift import LIFT_OBJECTIVES, measure_lift
-from selfsup.evaluation.retrieval import retrieval_pairs, score_bm25, score_retrieval
+from selfsup.evaluation.retrieval import RetrievalSet, rank_with_bm25, rank_with_model, retrieval_examples
 from selfsup.evaluation.spans import (
     decoder_span_questions,
     score_decoder_spans,
@@ -66,6 +68,7 @@ from selfsup.train import find_latest
 from selfsup.train.hardware import autocast_dtype, pick_device
 
 EVAL_SEED = 1234
+EMBED_BATCH = 64  # passages embedded at once: short sequences, so wider than [eval] batch_size
 
 
 def evaluate_fingerprint(recipe: Recipe, *digests: str | None) -> str:
@@ -122,6 +125,7 @@ def evaluate(
     eval_kw = dict(device=device, amp_dtype=amp)
     special = [i for i in ids.values() if i is not None]
     samples: list[dict] = []
+    retrieval = None
     if objective_name in ("clm", "fim"):
         trained = score_clm(model, seqs, n_bytes, seq_len=seq_len, batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw).metrics()
         unigram = score_unigram_clm(log_probs, seqs, n_bytes).metrics()
@@ -147,20 +151,20 @@ def evaluate(
         trained = {**score_spans(model, questions, byte_lengths, objective.sentinels, **eval_kw), "documents": len(seqs)}
         unigram = {**score_unigram_spans(log_probs, questions, byte_lengths, objective.sentinels, special), "documents": len(seqs)}
         models = {"trained": trained, "unigram": unigram}
-    else:  # contrastive, tsdae: retrieval among held-out documents
-        # Each document gives one query and its continuation: its first tokens, not the bits-per-byte token cap.
-        head = [[ids["eos"], *enc.ids[: 2 * recipe.objective.passage_tokens + 8]]
-                for enc in document_encoder(tokenizer).encode_batch_fast(all_texts, add_special_tokens=False)]
-        queries, targets = retrieval_pairs(head, recipe.objective.passage_tokens, set(special))
-        if len(queries) < 2:
-            raise UsageError(f"too few held-out documents longer than {2 * recipe.objective.passage_tokens} tokens for "
-                             "retrieval; raise [corpus] validation_fraction or lower [objective] passage_tokens")
-        kw = dict(pad_id=ids["pad"], batch_size=cfg.batch_size, device=device)
-        models = {
-            "trained": score_retrieval(model, queries, targets, **kw),
-            "untrained": score_retrieval(_model_before_training(recipe, tokenizer, ids, shards).to(device), queries, targets, **kw),
-            "bm25": score_bm25(queries, targets, _vocab_rows(model)),
+    else:  # contrastive, tsdae: held-out queries a person would type → their passages (evaluation/retrieval.py)
+        retrieval_set = RetrievalSet.from_texts(all_texts, EVAL_SEED)
+        if len(retrieval_set) < 2:
+            raise UsageError(f"found {len(retrieval_set)} retrieval questions in the held-out documents (headings, "
+                             "paragraphs of two sentences or more); raise [corpus] validation_fraction")
+        kw = dict(width=recipe.objective.passage_tokens, pad_id=_pad(ids), batch_size=EMBED_BATCH, device=device)
+        rankings = {
+            "trained": rank_with_model(model, tokenizer, retrieval_set, **kw),
+            "untrained": rank_with_model(_model_before_training(recipe, tokenizer, ids, shards).to(device), tokenizer,
+                                         retrieval_set, **kw),
+            "bm25": rank_with_bm25(retrieval_set),
         }
+        models = {name: r.metrics(retrieval_set) for name, r in rankings.items()}
+        retrieval = {"examples": retrieval_examples(retrieval_set, rankings, EVAL_SEED)}
 
     result = {
         "objective": objective_name,
@@ -170,6 +174,8 @@ def evaluate(
         "sets": {"heldout": models},
         "samples": samples,
     }
+    if retrieval is not None:
+        result["retrieval_examples"] = retrieval["examples"]
     if objective_name in LIFT_OBJECTIVES:
         result |= measure_lift(model, tokenizer, recipe=recipe, heldout_texts=texts, probe_texts=all_texts, heldout=models, corpus_dir=corpus_dir,
                                seq_len=seq_len, log_probs=log_probs, previous=read_eval(out_path), **eval_kw)
@@ -182,7 +188,7 @@ def evaluate(
         result["base_task_note"] = "base scored on infill with the added sentinel rows as training started from them"
     result["seconds"] = time.perf_counter() - started
     write_json_atomic(Path(out_path), result)
-    say(f"[green]evaluated[/] {len(seqs)} held-out documents: {headline(objective_name, models)}")
+    say(f"[green]evaluated[/] {len(all_texts) if retrieval else len(seqs)} held-out documents: {headline(objective_name, models)}")
     return result
 
 
@@ -241,6 +247,10 @@ def headline(objective: str, models: dict[str, dict]) -> str:
         b = models["base"]["bits_per_byte"]
         line += f"; base model {b:.3f} bits/byte ({100 * (t['bits_per_byte'] / b - 1):+.1f}%)"
     return line
+
+
+def _pad(ids) -> int:
+    return ids["pad"] if ids["pad"] is not None else ids["eos"]
 
 
 def _vocab_rows(model) -> int:

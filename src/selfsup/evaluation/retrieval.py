@@ -1,70 +1,157 @@
-"""Retrieval on held-out documents: does a span find another span of its own document?
+"""Retrieval on held-out documents: do the queries a person would type find their passage?
 
-Each held-out document long enough gives a query (its first `passage_tokens` tokens) and a target
-(the next `passage_tokens` tokens); each query ranks *all* targets (one per document) by cosine
-similarity of mean-pooled embeddings. Reported: recall@1, recall@10 (the right target within the
-top 1 / 10) and MRR (mean of 1 / rank). Baselines: BM25 over the same token ids (Robertson's
-Okapi BM25, k1 = 1.2, b = 0.75; a lexical method with no training at all) and the same model
-before training (its random initialisation, or the base model it continued from).
+The held-out documents are cut into passages and mined for queries exactly as training documents
+are (pairs/structure.py): a heading → the first passage of its section (`title`), a paragraph's
+first sentence → the rest of its passage (`first_sentence`), another sentence → its passage
+without it (`ict`, the inverse cloze task). Each query ranks *every* held-out passage by cosine
+similarity of the model's embeddings (mean pooling, as export documents); its own passage takes
+part as the query should find it (the query's sentence taken out, so the answer is not the query
+copied), the others as they are. Reported for all queries and per kind: recall@1, recall@10
+(the right passage first / within the top 10) and MRR (mean of 1 / rank); ties count in the
+query's favour. Beside the model: Okapi BM25 over words (pairs/bm25.py), what a user gets with
+no training at all, and the model before training (the base, or the preset's initialisation).
+
+Queries are sampled per kind (`MAX_QUERIES_PER_KIND`, seeded) so one kind cannot swamp the rest,
+and every model answers the same questions.
 """
 
 from __future__ import annotations
+
+import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from selfsup.objectives.contrastive import embed, pad_rows
+from selfsup.pairs.bm25 import BM25
+from selfsup.pairs.rows import encode_texts
+from selfsup.pairs.structure import Pair, mine_documents
+
+MAX_QUERIES_PER_KIND = 300
+KINDS = ("title", "first_sentence", "ict")
+EXAMPLE_PASSAGE_CHARS = 240
 
 
-def retrieval_pairs(seqs: list[list[int]], passage_tokens: int, special: set[int]) -> tuple[list[list[int]], list[list[int]]]:
-    queries, targets = [], []
-    for seq in seqs:
-        doc = [t for t in seq if t not in special]
-        if len(doc) >= passage_tokens + 8:
-            queries.append(doc[:passage_tokens])
-            targets.append(doc[passage_tokens : 2 * passage_tokens])
-    return queries, targets
+@dataclass
+class RetrievalSet:
+    """Held-out passages (the pool every query ranks) and the queries, each with its own passage."""
+
+    passages: list[str]
+    queries: list[Pair]
+
+    @classmethod
+    def from_texts(cls, texts: list[str], seed: int, per_kind: int = MAX_QUERIES_PER_KIND) -> RetrievalSet:
+        passages, pairs = mine_documents(texts, seed)
+        rng = random.Random(seed)
+        chosen = []
+        for kind in KINDS:
+            of_kind = [p for p in pairs if p.kind == kind]
+            chosen += sorted(rng.sample(of_kind, per_kind), key=lambda p: p.passage) if len(of_kind) > per_kind else of_kind
+        return cls([p.text for p in passages], chosen)
+
+    def __len__(self) -> int:
+        return len(self.queries)
 
 
-def ranking_metrics(scores: np.ndarray) -> dict[str, float]:
-    """(Q, Q) scores with the right answer on the diagonal → recall@1, recall@10, MRR."""
-    truth = np.diag(scores)[:, None]
-    rank = 1 + (scores > truth).sum(1)  # ties count in the query's favour
-    return {"recall_at_1": float((rank <= 1).mean()), "recall_at_10": float((rank <= 10).mean()),
-            "mrr": float((1.0 / rank).mean()), "queries": int(len(rank))}
+def ranks(pool_scores: np.ndarray, true_scores: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """1-based rank of each query's own passage: (Q, P) scores of the pool, (Q,) score of the
+    query against its own passage as it should find it, (Q,) index of that passage in the pool
+    (whose unmodified copy is left out of the competition)."""
+    better = pool_scores > true_scores[:, None]
+    better[np.arange(len(own)), own] = False
+    return 1 + better.sum(1)
+
+
+def ranking_metrics(rank: np.ndarray, kinds: list[str] | None = None) -> dict:
+    """recall@1, recall@10, MRR, queries, for all queries and (with `kinds`) per kind."""
+    def of(r: np.ndarray) -> dict:
+        return {"recall_at_1": float((r <= 1).mean()), "recall_at_10": float((r <= 10).mean()),
+                "mrr": float((1.0 / r).mean()), "queries": int(len(r))}
+
+    out = of(rank)
+    if kinds is not None:
+        k = np.asarray(kinds)
+        out["kinds"] = {kind: of(rank[k == kind]) for kind in KINDS if (k == kind).any()}
+    return out
 
 
 @torch.no_grad()
-def embed_passages(model, passages: list[list[int]], *, pad_id: int, batch_size: int, device) -> np.ndarray:
+def embed_texts(model, tokenizer, texts: list[str], *, width: int, pad_id: int, batch_size: int, device) -> np.ndarray:
+    """(N, H) unit-length mean-pooled embeddings, in batches of similar length (less padding)."""
     model.eval()
-    width = max(len(p) for p in passages)
+    ids = encode_texts(tokenizer, texts, width)
+    order = np.argsort([len(i) for i in ids], kind="stable")
+    chunks = []
+    for start in range(0, len(order), batch_size):
+        rows = [ids[i] for i in order[start : start + batch_size]]
+        x, mask = pad_rows(rows, max(len(r) for r in rows), pad_id)
+        chunks.append(torch.nn.functional.normalize(embed(model, x.to(device), mask.to(device)), dim=-1).float().cpu().numpy())
+    out = np.empty((len(ids), chunks[0].shape[1] if chunks else 0), dtype=np.float32)
+    if chunks:
+        out[order] = np.concatenate(chunks)
+    return out
+
+
+@dataclass
+class Ranking:
+    """One model's answers: the rank of every query's passage and its scores over the pool."""
+
+    rank: np.ndarray
+    pool_scores: np.ndarray
+    true_scores: np.ndarray
+
+    def metrics(self, rs: RetrievalSet) -> dict:
+        return {**ranking_metrics(self.rank, [q.kind for q in rs.queries]), "passages": len(rs.passages)}
+
+    def top(self, i: int, own: int, n: int = 3) -> list[int]:
+        """The pool indices query i puts first (its own passage, scored as it should be found, in place;
+        ties ordered in its favour, as `ranks` counts them)."""
+        s = self.pool_scores[i].copy()
+        s[own] = self.true_scores[i]
+        return [int(j) for j in np.lexsort((np.arange(len(s)) != own, -s))[:n]]
+
+
+def rank_with_model(model, tokenizer, rs: RetrievalSet, *, width: int, pad_id: int, batch_size: int, device) -> Ranking:
+    kw = dict(width=width, pad_id=pad_id, batch_size=batch_size, device=device)
+    pool = embed_texts(model, tokenizer, rs.passages, **kw)
+    queries = embed_texts(model, tokenizer, [q.query for q in rs.queries], **kw)
+    targets = embed_texts(model, tokenizer, [q.positive for q in rs.queries], **kw)
+    pool_scores, true_scores = queries @ pool.T, (queries * targets).sum(1)
+    return Ranking(ranks(pool_scores, true_scores, _own(rs)), pool_scores, true_scores)
+
+
+def rank_with_bm25(rs: RetrievalSet) -> Ranking:
+    index = BM25(rs.passages)
+    queries = [q.query for q in rs.queries]
+    pool_scores = index.scores(queries)
+    true_scores = index.score_against(queries, [q.positive for q in rs.queries])
+    return Ranking(ranks(pool_scores, true_scores, _own(rs)), pool_scores, true_scores)
+
+
+def retrieval_examples(rs: RetrievalSet, rankings: dict[str, Ranking], seed: int) -> list[dict]:
+    """One query of each kind, drawn at random (seeded, not picked for a good result): its passage
+    and the top 3 of each model, each marked whether it is the right one."""
+    rng = random.Random(seed)
     out = []
-    for i in range(0, len(passages), batch_size):
-        ids, mask = pad_rows(passages[i : i + batch_size], width, pad_id)
-        out.append(torch.nn.functional.normalize(embed(model, ids.to(device), mask.to(device)), dim=-1).cpu())
-    return torch.cat(out).numpy()
+    for kind in KINDS:
+        of_kind = [i for i, q in enumerate(rs.queries) if q.kind == kind]
+        if not of_kind:
+            continue
+        i = rng.choice(of_kind)
+        q = rs.queries[i]
+        out.append({
+            "kind": kind, "query": q.query, "answer": _clip(q.positive),
+            "ranks": {name: int(r.rank[i]) for name, r in rankings.items()},
+            "top": {name: [{"text": _clip(q.positive if j == q.passage else rs.passages[j]), "right": j == q.passage}
+                           for j in r.top(i, q.passage)] for name, r in rankings.items()},
+        })
+    return out
 
 
-def score_retrieval(model, queries, targets, *, pad_id: int, batch_size: int, device) -> dict[str, float]:
-    q = embed_passages(model, queries, pad_id=pad_id, batch_size=batch_size, device=device)
-    t = embed_passages(model, targets, pad_id=pad_id, batch_size=batch_size, device=device)
-    return ranking_metrics(q @ t.T)
+def _own(rs: RetrievalSet) -> np.ndarray:
+    return np.array([q.passage for q in rs.queries], dtype=np.int64)
 
 
-def bm25_scores(queries: list[list[int]], docs: list[list[int]], vocab_size: int, k1: float = 1.2, b: float = 0.75) -> np.ndarray:
-    """(Q, D) Okapi BM25 scores over token ids."""
-    tf = np.zeros((len(docs), vocab_size), dtype=np.float64)  # (D, V) term counts
-    for i, d in enumerate(docs):
-        np.add.at(tf[i], np.asarray(d, dtype=np.int64), 1.0)
-    lengths = tf.sum(1, keepdims=True)
-    df = (tf > 0).sum(0)
-    idf = np.log(1 + (len(docs) - df + 0.5) / (df + 0.5))  # (V,)
-    weight = idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * lengths / lengths.mean()))  # (D, V)
-    qtf = np.zeros((len(queries), vocab_size), dtype=np.float64)
-    for i, q in enumerate(queries):
-        qtf[i, np.unique(np.asarray(q, dtype=np.int64))] = 1.0
-    return qtf @ weight.T
-
-
-def score_bm25(queries, targets, vocab_size: int) -> dict[str, float]:
-    return ranking_metrics(bm25_scores(queries, targets, vocab_size))
+def _clip(text: str) -> str:
+    return text if len(text) <= EXAMPLE_PASSAGE_CHARS else text[: EXAMPLE_PASSAGE_CHARS - 1].rstrip() + "…"

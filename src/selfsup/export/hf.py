@@ -86,7 +86,7 @@ def export_model(
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     if objective in EMBEDDING_OBJECTIVES:
-        write_sentence_transformers_files(out_dir, model, max_seq_length=recipe.pack.seq_len)
+        write_sentence_transformers_files(out_dir, model, max_seq_length=recipe.pack.seq_len, base=recipe.model.base)
     evaluation = read_eval(eval_path) if eval_path else None
     (out_dir / "README.md").write_text(
         model_card(recipe=recipe, parameters=count_parameters(model), run=run_summary, evaluation=evaluation, lineage=lineage),
@@ -142,22 +142,37 @@ AUTO_CLASSES = {"clm": AutoModelForCausalLM, "fim": AutoModelForCausalLM, "mlm":
                 "span": AutoModelForSeq2SeqLM, "contrastive": AutoModel, "tsdae": AutoModel}
 
 
-def write_sentence_transformers_files(out_dir: Path, model, *, max_seq_length: int) -> None:
-    """sentence-transformers' layout around the HF files: Transformer module at the root, then mean pooling."""
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
+def write_sentence_transformers_files(out_dir: Path, model, *, max_seq_length: int, base: Path | None = None) -> None:
+    """sentence-transformers' layout around the HF files: Transformer module at the root, then mean pooling.
+
+    A base that is itself a sentence-transformers model keeps its own modules (its Normalize, its
+    max_seq_length, its prompts and similarity function), so a user's code that loads the base
+    loads the adapted model unchanged; only the pooling is written as training pooled: mean."""
+    base_modules = Path(base) / "modules.json" if base is not None else None
+    if base_modules is not None and base_modules.is_file():
+        modules = json.loads(base_modules.read_text(encoding="utf-8"))
+        for name in ("sentence_bert_config.json", "config_sentence_transformers.json"):
+            if (Path(base) / name).is_file():
+                shutil.copyfile(Path(base) / name, out_dir / name)
+        for module in modules:
+            if module.get("path") and (Path(base) / module["path"]).is_dir():
+                shutil.copytree(Path(base) / module["path"], out_dir / module["path"])
+    else:
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
+        (out_dir / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}, indent=2))
     (out_dir / "modules.json").write_text(json.dumps(modules, indent=2))
-    (out_dir / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}, indent=2))
-    (out_dir / "1_Pooling").mkdir()
+    pooling_dir = out_dir / next((m["path"] for m in modules if m["type"].endswith(".Pooling")), "1_Pooling")
+    pooling_dir.mkdir(exist_ok=True)
     pooling = {
         "word_embedding_dimension": model.config.hidden_size,
         "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
         "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
         "pooling_mode_lasttoken": False, "include_prompt": True,
     }
-    (out_dir / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+    (pooling_dir / "config.json").write_text(json.dumps(pooling, indent=2))
 
 
 @torch.no_grad()

@@ -14,6 +14,12 @@ What labels it makes: none; the batch pairs itself. From each block one passage 
   preset uses 0.1 when it is left at 0).
 Row i's positive is row i of the second half; every other row's positive is a negative. The
 loss is the symmetric cross-entropy of cosine similarities / `temperature` (default 0.05).
+- `positives = "structure"` (the default): rows are not packed blocks but mined triples
+  (pairs/rows.py): a query a person might type (a heading, a first sentence, a sentence of the
+  passage), the passage it belongs to, and a BM25 hard negative from another document. Each
+  query ranks all positives and all hard negatives of the batch (the MultipleNegativesRanking
+  loss of sentence-transformers, as DPR and E5 train): 2B − 1 negatives per query, one of them
+  chosen to be hard.
 
 How it relates to the others: `mlm` teaches an encoder words; this teaches it which passages
 belong together, which is what retrieval needs. `tsdae` is the other unsupervised route to
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+WIDTH_STEP = 16  # mined rows are cut to a multiple of this many tokens
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -78,7 +86,7 @@ class Contrastive:
     name = "contrastive"
 
     def __init__(self, special_ids: dict[str, int | None], *, passage_tokens: int = 64, temperature: float = 0.05,
-                 positives: str = "neighbours") -> None:
+                 positives: str = "structure") -> None:
         self.special = {int(i) for i in special_ids.values() if i is not None}
         self.pad_id = int(special_ids["pad"] if special_ids.get("pad") is not None else special_ids["eos"])
         self.passage_tokens = passage_tokens
@@ -86,7 +94,10 @@ class Contrastive:
         self.positives = positives
 
     def make_batch(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """(B, T) → input_ids / attention_mask (2B, passage_tokens): anchors then positives."""
+        """(B, T) → input_ids / attention_mask (2B, passage_tokens): anchors then positives; or, for
+        mined rows (B, 3 × passage_tokens), (3B, passage_tokens): queries, positives, negatives."""
+        if self.positives == "structure":
+            return self._triples(blocks)
         m = self.passage_tokens
         pieces = longest_pieces(blocks, self.special)
         draws = torch.rand(len(pieces), generator=generator).tolist()
@@ -104,7 +115,25 @@ class Contrastive:
         ids, mask = pad_rows(anchors + positives, m, self.pad_id)
         return {"input_ids": ids.to(blocks.device), "attention_mask": mask.to(blocks.device)}
 
+    def _triples(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, 3 × L) mined rows → queries (B, Wq) and passages (2B, Wp): positives, then negatives.
+        Each is cut to the batch's longest, rounded up to a multiple of WIDTH_STEP (queries are a
+        line, passages a paragraph: padding both to L would double the work; few distinct widths
+        keep a compiled model from recompiling often)."""
+        parts = rows.reshape(len(rows), 3, -1)
+        queries, passages = parts[:, 0], torch.cat([parts[:, 1], parts[:, 2]])
+        out = {}
+        for name, ids in (("query", queries), ("passage", passages)):
+            mask = (ids != self.pad_id).long()
+            width = min(ids.shape[1], -(-int(mask.sum(1).max()) // WIDTH_STEP) * WIDTH_STEP)
+            out[f"{name}_ids"], out[f"{name}_mask"] = ids[:, :width], mask[:, :width]
+        return out
+
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.positives == "structure":
+            queries = embed(model, batch["query_ids"], batch["query_mask"])  # (B, H)
+            passages = embed(model, batch["passage_ids"], batch["passage_mask"])  # (2B, H)
+            return ranking_loss(queries, passages, self.temperature)
         emb = embed(model, batch["input_ids"], batch["attention_mask"])  # (2B, H)
         a, b = emb.chunk(2)
         return info_nce(a, b, self.temperature)
@@ -116,3 +145,11 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tens
     logits = a @ b.T / temperature  # (B, B) cosine similarities
     target = torch.arange(len(a), device=a.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def ranking_loss(queries: torch.Tensor, passages: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Query i should pick passage i among all `passages` (its positive first, then every other
+    row's positive and every hard negative): cross-entropy over cosine similarities / temperature."""
+    q, p = F.normalize(queries, dim=-1), F.normalize(passages, dim=-1)
+    logits = q @ p.T / temperature  # (B, 2B)
+    return F.cross_entropy(logits, torch.arange(len(q), device=q.device))

@@ -49,6 +49,7 @@ from selfsup.tokens.byte_lengths import token_byte_lengths
 from selfsup.train import faults
 from selfsup.train.checkpoint import CorruptCheckpoint, iter_checkpoints, load_checkpoint, save_checkpoint
 from selfsup.train.data_order import DataOrder
+from selfsup.pairs.rows import PairRows, pairs_dir, uses_pairs
 from selfsup.train.replay import replay_shards_dir, training_blocks
 from selfsup.train.distributed import World, check_split, close_world, full_grad_norm, init_world, peer_lost
 from selfsup.train.guards import LossSpikeMonitor, NonFiniteGuard
@@ -105,6 +106,8 @@ def run_fingerprint(recipe: Recipe, shards_dir: Path, tokenizer_dir: Path) -> st
     data_digest = manifest_digest(shards_dir)
     if recipe.train.replay_sources and recipe.train.replay_fraction > 0:
         data_digest = settings_hash(data_digest, manifest_digest(replay_shards_dir(Path(shards_dir))))
+    if uses_pairs(recipe):
+        data_digest = settings_hash(data_digest, manifest_digest(pairs_dir(shards_dir)))
     return train_fingerprint(recipe, data_digest, manifest_digest(tokenizer_dir))
 
 
@@ -176,8 +179,12 @@ def _train(
     _require_finished_pack(Path(shards_dir))
     tokenizer = load_tokenizer(tokenizer_dir)
     ids = special_ids(tokenizer)
-    data = training_blocks(shards_dir, cfg)  # the domain shards, mixed with replay text when asked (replay.py)
-    val = _validation_shards(shards_dir)
+    if uses_pairs(recipe):  # mined (query, positive, negative) rows instead of packed blocks (pairs/rows.py)
+        data, val = PairRows(pairs_dir(shards_dir), "train"), PairRows(pairs_dir(shards_dir), "validation")
+        val = val if len(val) > 0 else None
+    else:
+        data = training_blocks(shards_dir, cfg)  # the domain shards, mixed with replay text when asked (replay.py)
+        val = _validation_shards(shards_dir)
     seq_len = data.seq_len
     vocab_size = max(len(tokenizer), data.vocab_size)
 

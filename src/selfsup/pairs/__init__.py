@@ -1,0 +1,1 @@
+"""Pairs stage: (query, passage, hard negative) triples mined from the structure of the training documents."""
