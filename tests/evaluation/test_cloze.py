@@ -8,6 +8,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from selfsup.evaluation.cloze import (
+    knowledge_answers,
+    knowledge_items,
     make_probes,
     rank_of_answer,
     ranks_of_answers,
@@ -45,6 +47,45 @@ def test_salient_terms_are_frequent_in_domain_and_rare_in_general(word_tokenizer
     assert terms[:3] == ["journal_mode", "checkpoint", "vacuum"]
     assert "rollback" not in terms  # once in the domain
     assert "command" not in terms or terms.index("command") > 2
+
+
+def test_a_general_tokenizer_keeps_only_specific_terms(word_tokenizer):
+    """With the base model's tokenizer as the judge of common words, a word it keeps whole
+    ('checkpoint', 'vacuum': common to it) is no term, however salient in the domain; a word it
+    splits, or one shaped like an identifier, stays."""
+    vocab = {"[UNK]": 0, "checkpoint": 1, "vacuum": 2, "journal": 3}
+    letters = sorted({c for t in DOMAIN for c in t.lower() if c.isalpha() or c == "_"})
+    vocab |= {c: len(vocab) + i for i, c in enumerate(letters)}
+    vocab |= {"##" + c: len(vocab) + i for i, c in enumerate(letters)}
+    wp = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    wp.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    general_tok = PreTrainedTokenizerFast(tokenizer_object=wp, unk_token="[UNK]")
+    terms = salient_terms(DOMAIN, GENERAL, word_tokenizer, general_tokenizer=general_tok)
+    assert "journal_mode" in terms  # identifier-shaped
+    assert "checkpoint" not in terms and "vacuum" not in terms
+
+
+def test_knowledge_items_hide_definitions_defaults_and_functions_among_their_own_kind():
+    """Each kind of structure-mined item holds its true answer among k candidates drawn from answers of
+    the same kind elsewhere in the domain, never one the sentence already contains."""
+    domain = ["UPSERT is a clause added to INSERT. VACUUM is a command that rebuilds the file. "
+              "WAL is a journal mode with readers and writers. FTS5 is an extension for full-text search. "
+              "The default value is 1000. The default for the cache size is -2000. The default is off. "
+              "The default value of the timeout is 5. Call sqlite3_open(name, &db) first. Then sqlite3_close(db) "
+              "ends it. Use sqlite3_exec(db, sql, 0, 0, 0) for scripts. And sqlite3_step(stmt) for rows."]
+    held = ["Lemon is a parser generator that SQLite uses for its grammar. The default value of the page size is 4096. "
+            "Prepare with sqlite3_prepare_v2(db, zSql, -1, &stmt, 0) before stepping."]
+    pools = knowledge_answers(domain)
+    assert set(pools["definition"]) == {"UPSERT", "VACUUM", "WAL", "FTS5"}
+    assert {"1000", "-2000", "off", "5"} <= set(pools["default"])
+    items = knowledge_items(held, pools, n=9, k=4, seed=0)
+    assert [(i.kind, i.answer) for i in items] == [("definition", "Lemon"), ("default", "4096"),
+                                                   ("signature", "sqlite3_prepare_v2")]
+    for item in items:
+        assert item.answer in item.candidates and len(set(item.candidates)) == 4
+        assert set(item.candidates) - {item.answer} <= set(pools[item.kind])
+        assert item.with_candidate(item.answer) == item.sentence and "____" in item.masked()
+    assert knowledge_items(held, pools, n=9, k=4, seed=0) == items
 
 
 def test_probes_are_deterministic_and_hold_the_answer():
@@ -93,3 +134,17 @@ def test_clm_model_that_prefers_the_answer_ranks_it_first(word_tokenizer):
         [scores] = score_probes(model, word_tokenizer, [probe], "clm", device=torch.device("cpu"), amp_dtype=None)
         assert ranks_of_answers([probe], [scores])[0] > 1
         assert all(math.isfinite(s) for s in scores)
+
+
+def test_cloze_summary_reports_each_kind_of_probe_apart():
+    from selfsup.evaluation.cloze import Probe
+    from selfsup.evaluation.lift import cloze_summary
+
+    probes = [Probe("a x b", 2, 3, "x", ["x", "y"], "term"), Probe("c y d", 2, 3, "y", ["x", "y"], "default"),
+              Probe("e x f", 2, 3, "x", ["y", "x"], "default")]
+    scores = {"trained": [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]}  # right, right, wrong
+    summary = cloze_summary(probes, scores, k=2)
+    assert summary["models"]["trained"]["top1"] == 2 / 3
+    assert summary["kinds"]["term"]["trained"]["top1"] == 1.0
+    assert summary["kinds"]["default"]["trained"]["top1"] == 0.5 and summary["kinds"]["default"]["chance"]["probes"] == 2
+    assert [e["kind"] for e in summary["examples"]] == ["term", "default", "default"]

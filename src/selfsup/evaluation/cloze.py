@@ -11,6 +11,21 @@ into many pieces by the tokenizer: the words a general model has least reason to
 
     salience(w) = ln(domain rate / smoothed general rate) + ln(pieces(w))
 
+For a continued run, only *specific* words qualify: split into two or more pieces by the base
+model's own tokenizer (trained on general text, it keeps common words such as "database" or
+"contains" whole), or shaped like an identifier, an option or a code (`sqlite3_open`, `PRAGMA`,
+`journal_mode`, `E042`). A run from scratch has no general tokenizer to ask; its terms are
+ranked by salience alone.
+
+Beside term probes, multiple-choice items are mined from the documents' structure (`knowledge_items`),
+each the same kind of probe (the true answer among in-domain distractors of the same role):
+- `definition`: a sentence that defines a term ("UPSERT is a clause added to INSERT …"), the term
+  hidden, other defined terms of the domain as distractors;
+- `default`: a setting's default ("The default value is 1000"), the value hidden, other defaults
+  of the domain as distractors;
+- `signature`: a function with its arguments ("sqlite3_open(const char *zFilename, …)"), the name
+  hidden, other functions of the domain as distractors.
+
 Everything is deterministic: terms are ordered by salience then spelling, probes are taken in
 document order, distractors are drawn with a generator seeded by (seed, probe number).
 
@@ -37,6 +52,7 @@ from selfsup.tokens import document_encoder, document_opener
 from selfsup.train.hardware import autocast
 
 WORD = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b")
+IDENTIFIER_SHAPED = re.compile(r"_|\d|[a-z][A-Z]|^[A-Z]{3,}$")  # snake_case, digits, camelCase, ALLCAPS
 SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 MIN_SENTENCE_CHARS, MAX_SENTENCE_CHARS = 30, 300
 MIN_TERM_COUNT = 3
@@ -51,6 +67,7 @@ class Probe:
     end: int
     answer: str
     candidates: list[str]  # the answer among distractors, in a seeded order
+    kind: str = "term"  # "term", or a knowledge item: "definition", "default", "signature"
 
     def with_candidate(self, term: str) -> str:
         return self.sentence[: self.start] + term + self.sentence[self.end :]
@@ -62,14 +79,23 @@ class Probe:
         return asdict(self)
 
 
-def salient_terms(domain_texts: list[str], general_texts: list[str], tokenizer, n: int = 1000) -> list[str]:
-    """The n most salient domain terms, most salient first (see the module docstring)."""
+def salient_terms(domain_texts: list[str], general_texts: list[str], tokenizer, n: int = 1000,
+                  general_tokenizer=None) -> list[str]:
+    """The n most salient domain terms, most salient first (see the module docstring);
+    `general_tokenizer` (the base model's) keeps only the specific ones."""
     domain = Counter(w for t in domain_texts for w in WORD.findall(t))
     general = Counter(w for t in general_texts for w in WORD.findall(t))
     words = sorted(w for w, c in domain.items() if c >= MIN_TERM_COUNT)
     if not words:
         return []
     pieces = [len(e.ids) for e in document_encoder(tokenizer).encode_batch_fast([" " + w for w in words], add_special_tokens=False)]
+    if general_tokenizer is not None:
+        general_pieces = [len(e.ids) for e in document_encoder(general_tokenizer).encode_batch_fast(
+            [" " + w for w in words], add_special_tokens=False)]
+        specific = [i for i in range(len(words)) if general_pieces[i] >= 2 or IDENTIFIER_SHAPED.search(words[i])]
+        words, pieces = [words[i] for i in specific], [pieces[i] for i in specific]
+        if not words:
+            return []
     n_domain = sum(domain.values())
     n_general = sum(general.values()) + len(domain)  # add-one over the domain's word types
 
@@ -111,6 +137,61 @@ def make_probes(texts: list[str], terms: list[str], *, n: int, k: int, seed: int
             if taken >= PROBES_PER_DOCUMENT:
                 break
     return probes
+
+
+# A knowledge item: (kind, pattern, group of the hidden answer). Matched per sentence.
+KNOWLEDGE_PATTERNS = (
+    ("definition", re.compile(r"^(?:An? |The )?((?!(?:This|That|These|Those|There|Here|It|Each|Such|Some|One|Other|All|Any|Every|Both)\b)"
+                              r"[A-Z_][\w\-]{2,}(?: [A-Z_][\w\-]*){0,2}) (?:is|are|refers to|means) (?:an?|the|used|one|called)\b"), 1),
+    ("default", re.compile(r"\bdefault(?: value| setting)?(?: of [^.;]{1,40}?| for [^.;]{1,40}?)? (?:is|was) "
+                           r"(\"[^\"]{1,20}\"|'[^']{1,20}'|-?\d+(?:[.,]\d+)*|[A-Z_][A-Z0-9_]{2,}|on|off|true|false|yes|no)(?![\w.,]\w)"), 1),
+    ("signature", re.compile(r"\b([A-Za-z_][A-Za-z0-9]*_[A-Za-z0-9_]+)\s*\([^()]{3,120}\)"), 1),
+)
+ITEMS_PER_KIND_SHARE = 3  # knowledge items per kind: up to n / this many
+
+
+def knowledge_answers(texts: list[str]) -> dict[str, list[str]]:
+    """Every answer of each kind found in `texts` (the domain's training documents): the distractor pools."""
+    found: dict[str, Counter] = {kind: Counter() for kind, _, _ in KNOWLEDGE_PATTERNS}
+    for text in texts:
+        for sentence in SENTENCE_END.split(text):
+            sentence = " ".join(sentence.split())
+            for kind, pattern, group in KNOWLEDGE_PATTERNS:
+                for m in pattern.finditer(sentence):
+                    found[kind][m.group(group)] += 1
+    return {kind: sorted(c, key=lambda a: (-c[a], a))[:DISTRACTOR_POOL] for kind, c in found.items()}
+
+
+def knowledge_items(texts: list[str], pools: dict[str, list[str]], *, n: int, k: int, seed: int) -> list[Probe]:
+    """Up to n multiple-choice items from held-out texts, at most n / ITEMS_PER_KIND_SHARE of each kind."""
+    per_kind = max(1, n // ITEMS_PER_KIND_SHARE)
+    items: list[Probe] = []
+    for kind, pattern, group in KNOWLEDGE_PATTERNS:
+        pool, taken = pools.get(kind) or [], 0
+        for text in texts:
+            for sentence in SENTENCE_END.split(text):
+                sentence = " ".join(sentence.split())
+                m = pattern.search(sentence) if MIN_SENTENCE_CHARS <= len(sentence) <= MAX_SENTENCE_CHARS else None
+                others = [a for a in pool if m is not None and a != m.group(group) and a not in sentence]
+                if m is None or len(others) < k - 1 or taken >= per_kind:
+                    continue
+                rng = random.Random(seed * 1_000_003 + 7919 * len(items) + 1)
+                candidates = [m.group(group), *rng.sample(others, k - 1)]
+                rng.shuffle(candidates)
+                items.append(Probe(sentence, m.start(group), m.end(group), m.group(group), candidates, kind))
+                taken += 1
+    return items
+
+
+def domain_probes(domain_texts: list[str], general_texts: list[str], tokenizer, probe_texts: list[str], *, n: int, k: int,
+                  seed: int, general_tokenizer=None) -> list[Probe]:
+    """Term probes (up to n) from the most salient specific terms, then knowledge items (up to n)
+    whose distractors come from the domain's training texts; [] when n is 0."""
+    if not n:
+        return []
+    terms = salient_terms(domain_texts, general_texts, tokenizer, general_tokenizer=general_tokenizer)
+    return (make_probes(probe_texts, terms, n=n, k=k, seed=seed)
+            + knowledge_items(probe_texts, knowledge_answers(domain_texts), n=n, k=k, seed=seed))
 
 
 def rank_of_answer(scores: list[float], answer_index: int) -> int:

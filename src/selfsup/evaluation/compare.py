@@ -36,7 +36,7 @@ import numpy as np
 from selfsup.config import Recipe, recipe_from_dict, settings_hash
 from selfsup.console import esc, say
 from selfsup.errors import UsageError
-from selfsup.evaluation.cloze import make_probes, ranks_of_answers, salient_terms, score_probes, summarise
+from selfsup.evaluation.cloze import domain_probes, ranks_of_answers, score_probes, summarise
 from selfsup.evaluation.text_sets import TextSet, read_text_sets, spread
 from selfsup.ingest import read_documents
 from selfsup.manifest import read_json_dict, verify_manifest, write_json_atomic
@@ -240,8 +240,11 @@ def gather_evidence(runs: list[CompareRun], *, common: bool = False, max_bytes: 
         from selfsup.tokens import load_tokenizer
 
         domain = [d["text"] for d in islice(read_documents(runs[0].workdir / "corpus", split="train", columns=("text",)), 5000)]
-        terms = salient_terms(domain, [p for s in mined for p in s.passages], load_tokenizer(runs[0].workdir / "tokenizer"))
-        probes = make_probes(texts[: cfg.max_documents], terms, n=cfg.cloze_probes, k=cfg.cloze_candidates, seed=SEED)
+        base = runs[0].recipe.model.base
+        base_dir = runs[0].workdir / "base" if (runs[0].workdir / "base").is_dir() else Path(base) if base else None
+        probes = domain_probes(domain, [p for s in mined for p in s.passages], load_tokenizer(runs[0].workdir / "tokenizer"),
+                               texts[: cfg.max_documents], n=cfg.cloze_probes, k=cfg.cloze_candidates, seed=SEED,
+                               general_tokenizer=load_tokenizer(base_dir) if base_dir is not None and base_dir.is_dir() else None)
     info |= {"documents": len(heldout), "bytes": sum(len(t.encode()) for t in heldout),
              "general": [{"name": s.name, "passages": len(s.passages), "bytes": sum(len(p.encode()) for p in s.passages)}
                          for s in general],

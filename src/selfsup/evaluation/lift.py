@@ -30,7 +30,7 @@ from selfsup.config import Recipe, settings_hash
 from selfsup.console import esc, say
 from selfsup.errors import UsageError
 from selfsup.evaluation.bits_per_byte import document_sequences, score_clm, score_unigram_clm
-from selfsup.evaluation.cloze import make_probes, ranks_of_answers, salient_terms, score_probes, summarise
+from selfsup.evaluation.cloze import domain_probes, ranks_of_answers, score_probes, summarise
 from selfsup.evaluation.fertility import compare_fertility
 from selfsup.evaluation.masked import heldout_blocks, masked_questions, score_masked, score_unigram_masked
 from selfsup.evaluation.text_sets import TextSet, read_text_sets, spread
@@ -82,11 +82,12 @@ def measure_lift(
         }
 
     domain_docs = [d["text"] for d in islice(read_documents(corpus_dir, split="train", columns=("text",)), TERM_MINING_DOCUMENTS)]
-    terms = salient_terms(domain_docs, [p for s in mined for p in s.passages], tokenizer)
-    probes = make_probes(probe_texts, terms, n=cfg.cloze_probes, k=cfg.cloze_candidates, seed=SEED) if cfg.cloze_probes else []
+    base_dir = Path(recipe.model.base) if recipe.model.base is not None else None
+    general_tokenizer = load_tokenizer(base_dir) if base_dir is not None and base_dir.is_dir() else None
+    probes = domain_probes(domain_docs, [p for s in mined for p in s.passages], tokenizer, probe_texts, n=cfg.cloze_probes,
+                           k=cfg.cloze_candidates, seed=SEED, general_tokenizer=general_tokenizer)
     scores = {"trained": score_probes(model, tokenizer, probes, objective, device=device, amp_dtype=amp_dtype)}
 
-    base_dir = Path(recipe.model.base) if recipe.model.base is not None else None
     if base_dir is not None and base_dir.suffix.lower() == ".gguf":
         raise UsageError(f"[model] base {base_dir} is a GGUF file; `selfsup run` imports it into WORKDIR/base: "
                          "point [model] base at that directory to evaluate on its own")
@@ -191,13 +192,22 @@ def lift_summary(sets: dict, general_names: list[str], base_dir: Path | None, ca
 
 
 def cloze_summary(probes, scores: dict[str, list[list[float]]], k: int) -> dict[str, Any]:
-    """Accuracy per model (+ chance), and the first few probes with each model's pick."""
+    """Accuracy per model (+ chance), overall and per kind of probe (term, definition, default,
+    signature), and the first few probes of each kind with each model's pick."""
     ranks = {name: ranks_of_answers(probes, s) for name, s in scores.items()}
     models = {name: summarise(r, k) for name, r in ranks.items()}
-    models["chance"] = {"top1": 1 / k, "mrr": sum(1 / r for r in range(1, k + 1)) / k, "probes": len(probes), "candidates": k}
+    chance = {"top1": 1 / k, "mrr": sum(1 / r for r in range(1, k + 1)) / k, "probes": len(probes), "candidates": k}
+    models["chance"] = chance
+    kinds: dict[str, Any] = {}
+    for kind in dict.fromkeys(p.kind for p in probes):
+        idx = [i for i, p in enumerate(probes) if p.kind == kind]
+        kinds[kind] = {name: summarise([r[i] for i in idx], k) for name, r in ranks.items()}
+        kinds[kind]["chance"] = {**chance, "probes": len(idx)}
     examples = []
-    for i, probe in enumerate(probes[:EXAMPLES]):
-        picks = {name: probe.candidates[int(np.argmax(s[i]))] for name, s in scores.items()}
-        examples.append({"text": probe.masked(), "answer": probe.answer, "candidates": probe.candidates,
-                         "picks": picks, "ranks": {name: r[i] for name, r in ranks.items()}})
-    return {"probes": len(probes), "candidates": k, "models": models, "examples": examples}
+    for kind in kinds:
+        for i in [i for i, p in enumerate(probes) if p.kind == kind][: EXAMPLES if kind == "term" else EXAMPLES // 2]:
+            probe = probes[i]
+            picks = {name: probe.candidates[int(np.argmax(s[i]))] for name, s in scores.items()}
+            examples.append({"kind": kind, "text": probe.masked(), "answer": probe.answer, "candidates": probe.candidates,
+                             "picks": picks, "ranks": {name: r[i] for name, r in ranks.items()}})
+    return {"probes": len(probes), "candidates": k, "models": models, "kinds": kinds, "examples": examples}

@@ -30,6 +30,8 @@ TOKENIZER_LABELS = {
     "domain": "byte-level BPE trained on the domain",
 }
 CLOZE_LABELS = {"base": "base model", "trained": "adapted model", "chance": "chance"}
+KIND_LABELS = {"term": "a specific domain term in a held-out sentence", "definition": "the term a sentence defines",
+               "default": "a setting's default value", "signature": "the function a call or signature names"}
 
 
 def lift_section(inputs: ReportInputs) -> dict[str, Any]:
@@ -108,18 +110,25 @@ def cloze_part(cloze: dict[str, Any], subject: str) -> dict[str, Any] | None:
     rows = [{"model": CLOZE_LABELS.get(m, m) if m != "trained" else f"{subject} model",
              "top1": fmt_pct(_dict(models[m]).get("top1")), "mrr": fmt_float(_dict(models[m]).get("mrr")),
              "subject": m == "trained"} for m in order]
+    kinds = []
+    for kind, by_model in _dict(cloze.get("kinds")).items():
+        by_model = _dict(by_model)
+        kinds.append({"kind": KIND_LABELS.get(kind, kind), "probes": fmt_int(_dict(by_model.get("chance")).get("probes")),
+                      "top1": [fmt_pct(_dict(by_model.get(m)).get("top1")) for m in order]})
     examples = []
     for ex in cloze.get("examples") or []:
         ex = _dict(ex)
         picks = _dict(ex.get("picks"))
         examples.append({
+            "kind": KIND_LABELS.get(ex.get("kind", "term"), ex.get("kind")),
             "text": str(ex.get("text", "")), "answer": str(ex.get("answer", "")),
             "candidates": [str(c) for c in ex.get("candidates") or []],
             "picks": [{"model": CLOZE_LABELS.get(m, m) if m != "trained" else f"{subject} model", "pick": str(p),
                        "correct": p == ex.get("answer")} for m, p in sorted(picks.items(), key=lambda kv: kv[0] != "base")],
         })
     return {"probes": fmt_int(cloze.get("probes")), "candidates": fmt_int(cloze.get("candidates")),
-            "rows": rows, "examples": examples}
+            "rows": rows, "examples": examples, "kinds": kinds if len(kinds) > 1 else [],
+            "models": [r["model"] for r in rows]}
 
 
 def fertility_part(fertility: dict[str, Any]) -> dict[str, Any] | None:
