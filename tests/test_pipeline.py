@@ -68,3 +68,20 @@ def test_mlm_story_eval_report_and_fill_mask(tmp_path):
     assert "ForMaskedLM" in json.loads((work / "model" / "config.json").read_text())["architectures"][0]
     html = (work / "report.html").read_text()
     assert ev["samples"][0]["answer"] in html
+
+
+def test_an_embedding_base_that_pools_by_cls_is_refused_naming_the_pooling(tmp_path):
+    """Training and export pool by the mean; a [CLS]-pooling base (BGE) would change silently, so it stops."""
+    from selfsup.errors import UsageError
+    from selfsup.pipeline import check_mean_pooling
+
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "modules.json").write_text(json.dumps([{"path": "", "type": "sentence_transformers.models.Transformer"},
+                                                       {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
+                                                                     "pooling_mode_mean_tokens": False}))
+    with pytest.raises(UsageError, match="cls_token"):
+        check_mean_pooling(tmp_path)
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": False,
+                                                                     "pooling_mode_mean_tokens": True, "include_prompt": True}))
+    check_mean_pooling(tmp_path)  # mean pooling: accepted

@@ -230,9 +230,23 @@ def resolve_base(recipe: Recipe, wd: Workdir, stage, dir_done) -> Recipe:
         recipe.model.base = wd.base
     elif not Path(base).is_dir():
         raise UsageError(f"[model] base {base} is neither an HF model directory nor a .gguf file")
+    if set(recipe.objective.names) & {"contrastive", "tsdae"}:
+        check_mean_pooling(Path(recipe.model.base))
     if recipe.tokenizer.from_dir is None:
         recipe.tokenizer.from_dir = recipe.model.base
     return apply_continue_defaults(recipe)  # lower LR, short warmup where the recipe set none (config.py)
+
+
+def check_mean_pooling(base: Path) -> None:
+    """Embedding objectives train and export mean pooling; a sentence-transformers base that pools
+    otherwise (BGE: the [CLS] token) would silently change how users' code embeds, so it is refused."""
+    for module in _read_json(base / "modules.json") or []:
+        if str(module.get("type", "")).endswith(".Pooling"):
+            pooling = _read_json(base / module.get("path", "") / "config.json") or {}
+            modes = sorted(k.removeprefix("pooling_mode_") for k, v in pooling.items() if k.startswith("pooling_mode_") and v)
+            if modes and modes != ["mean_tokens"]:
+                raise UsageError(f"[model] base {base} pools its embeddings by {', '.join(modes)}; selfsup trains and "
+                                 "exports mean pooling only: choose a mean-pooling base (all-MiniLM-L6-v2, E5, GTE)")
 
 
 def resolve_replay(recipe: Recipe, wd: Workdir, stage, dir_done, tokenizer_digest: str | None, exclude,

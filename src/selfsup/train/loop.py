@@ -38,18 +38,19 @@ from selfsup.errors import StageFailure, UsageError
 from selfsup.manifest import MANIFEST, manifest_digest, read_manifest, write_json_atomic, write_manifest
 from selfsup.models import build_model, count_parameters, load_base_for_training
 from selfsup.models.attention import use_short_block_attention
+from selfsup.models.build import EMBEDDING_OBJECTIVES
 from selfsup.models.chunked_loss import supports_chunked_head
 from selfsup.models.fused_loss import use_fused_causal_loss
 from selfsup.models.lora import unwrap_lora
 from selfsup.models.param_groups import optimizer_param_groups
 from selfsup.objectives import get_objective
 from selfsup.pack import TokenShards
+from selfsup.pairs.rows import PairRows, pairs_dir, uses_pairs
 from selfsup.tokens import load_tokenizer, special_ids
 from selfsup.tokens.byte_lengths import token_byte_lengths
 from selfsup.train import faults
 from selfsup.train.checkpoint import CorruptCheckpoint, iter_checkpoints, load_checkpoint, save_checkpoint
 from selfsup.train.data_order import DataOrder
-from selfsup.pairs.rows import PairRows, pairs_dir, uses_pairs
 from selfsup.train.replay import replay_shards_dir, training_blocks
 from selfsup.train.distributed import World, check_split, close_world, full_grad_norm, init_world, peer_lost
 from selfsup.train.guards import LossSpikeMonitor, NonFiniteGuard
@@ -230,7 +231,12 @@ def _train(
     )
     layers = getattr(model.config, "num_hidden_layers", 0)
     hidden = getattr(model.config, "hidden_size", 0)
-    flops_tok = flops_per_token(n_params, layers, hidden, seq_len)
+    if recipe.model_objective in EMBEDDING_OBJECTIVES:  # no vocabulary head: the embedding table is a lookup
+        lookup = model.get_input_embeddings().weight.numel()
+        attended = recipe.objective.passage_tokens if uses_pairs(recipe) else seq_len
+        flops_tok = flops_per_token(n_params - lookup, layers, hidden, attended)
+    else:
+        flops_tok = flops_per_token(n_params, layers, hidden, seq_len)
     peak = world.sum([measured_matmul_peak(device, amp_dtype) or 0.0])[0]  # the whole world's peak
 
     # Domain and general bits per byte on fixed samples, logged with val_loss (evaluation/during_training.py).
