@@ -14,8 +14,9 @@ manual with pairs mined from its structure (recipes/contrastive-base.toml's sett
 run's evaluation ranks every held-out passage for held-out questions (headings, first sentences,
 inverse cloze): MRR of the base, the adapted model and BM25 over words (`mrr`, higher is better).
 
-Not measured here yet (issue 14): `tsdae` (and tsdae → contrastive), `mlm` and `span` (T5) from
-scratch; they are listed under "not_measured" in the JSON line, not given figures.
+Not measured here (issue 14): `tsdae` (measured by hand on all-MiniLM-L6-v2, where it hurts: see
+recipes/tsdae.toml), `mlm` and `span` (T5) from scratch; they are listed under "not_measured" in
+the JSON line, not given figures.
 
     python bench/objectives.py --quick            # sqlite3-doc, 3 minutes of training per objective, ~15 minutes
     python bench/objectives.py --minutes 8        # the figures quoted in recipes/continue.toml

@@ -150,6 +150,11 @@ class ObjectiveConfig(Section):
         "sentence → rest, a sentence → its passage) with a BM25 hard negative each (pairs/); or the next span of the "
         "same document; or the same span (SimCSE)",
     )
+    title_share: float | None = Field(
+        None, ge=0.0, lt=1.0, description="contrastive (structure): share of training pairs that are heading → section, "
+        "repeating the heading pairs mined (None: as mined, ~4-8% in manuals; 0.2 measured: heading questions MRR 0.34 → "
+        "0.46 on sqlite3-doc, all questions 0.49 → 0.47)",
+    )
     deletion_rate: float = Field(0.6, gt=0.0, lt=1.0, description="tsdae: share of words deleted from the input")
     mix: dict[ObjectiveName, float] | None = Field(
         None, description="decoders: several objectives in one run, name = share of micro-batches, e.g. "

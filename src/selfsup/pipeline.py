@@ -154,10 +154,11 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     shards_digest = manifest_digest(wd.shards)
 
     if uses_pairs(recipe):
-        fp = settings_hash("pairs", corpus_digest, tokenizer_digest, recipe.objective.passage_tokens, recipe.train.seed)
+        fp = settings_hash("pairs", corpus_digest, tokenizer_digest, recipe.objective.passage_tokens, recipe.train.seed,
+                           *([recipe.objective.title_share] if recipe.objective.title_share else []))
         stage("pairs", fp, dir_done(wd.pairs, fp),
               lambda: build_pairs(wd.corpus, wd.tokenizer, wd.pairs, passage_tokens=recipe.objective.passage_tokens,
-                                  seed=recipe.train.seed, fingerprint=fp))
+                                  seed=recipe.train.seed, fingerprint=fp, title_share=recipe.objective.title_share))
     resolve_replay(recipe, wd, stage, dir_done, tokenizer_digest, exclude, keep_corpus=keep_corpus and not fresh)
     train_fp = run_fingerprint(recipe, wd.shards, wd.tokenizer)
     # A changed recipe means a new run (fresh); the same recipe resumes an interrupted one.

@@ -43,3 +43,14 @@ def test_pairs_stage_rows_read_back_as_queries_positives_and_negatives(tmp_path,
     expected = encode_texts(tok, [summary["examples"][0]["query"]], 32)[0]  # the first example is row 0's pair
     assert rows.blocks([0])[0, : len(expected)].tolist() == expected
     assert (rows.blocks([0])[0, len(expected) : 32] == objective.pad_id).all()
+
+
+def test_title_share_repeats_heading_pairs_up_to_the_share():
+    from selfsup.pairs.rows import with_title_share
+
+    pairs = [Pair("title", f"h{i}", "p", i, i) for i in range(3)] + [Pair("ict", f"s{i}", "p", i, i) for i in range(57)]
+    out = with_title_share(pairs, 0.2)
+    titles = [p for p in out if p.kind == "title"]
+    assert out[:60] == pairs and abs(len(titles) / len(out) - 0.2) < 0.01
+    assert {p.query for p in titles} == {"h0", "h1", "h2"}  # the same headings, repeated
+    assert with_title_share(pairs, 0.01) == pairs  # already above the share: unchanged

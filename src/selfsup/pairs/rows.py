@@ -51,7 +51,7 @@ def pairs_dir(shards_dir: Path) -> Path:
 
 
 def build_pairs(corpus_dir: Path, tokenizer_dir: Path, out_dir: Path, *, passage_tokens: int, seed: int,
-                fingerprint: str) -> dict[str, Any]:
+                fingerprint: str, title_share: float | None = None) -> dict[str, Any]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -61,6 +61,8 @@ def build_pairs(corpus_dir: Path, tokenizer_dir: Path, out_dir: Path, *, passage
     for split in ("train", "validation"):
         texts = [d["text"] for d in islice(read_documents(corpus_dir, split=split, columns=("text",)), MAX_TRAIN_DOCUMENTS)]
         passages, pairs = mine_documents(texts, seed)
+        if split == "train" and title_share:
+            pairs = with_title_share(pairs, title_share)
         if split == "train" and len(pairs) < 2:
             raise UsageError(f"found {len(pairs)} (query, passage) pairs in the training documents of {corpus_dir}: too "
                              "few for contrastive training; add documents, or set [objective] positives = \"neighbours\"")
@@ -73,6 +75,17 @@ def build_pairs(corpus_dir: Path, tokenizer_dir: Path, out_dir: Path, *, passage
             summary["examples"] = _examples(pairs, passages, negatives)
     write_json_atomic(out_dir / PAIRS_JSON, summary)
     return write_manifest(out_dir, stage="pairs", fingerprint=fingerprint, extra={"pairs": summary["train"]["pairs"]})
+
+
+def with_title_share(pairs: list[Pair], share: float) -> list[Pair]:
+    """The pairs, with the heading → section pairs repeated until they are about `share` of them:
+    manuals have few headings beside many sentences, and headings are what people type."""
+    titles = [p for p in pairs if p.kind == "title"]
+    others = len(pairs) - len(titles)
+    if not titles or len(titles) >= share * len(pairs):
+        return pairs
+    wanted = round(share * others / (1 - share))  # titles / (titles + others) = share
+    return pairs + [titles[i % len(titles)] for i in range(wanted - len(titles))]
 
 
 def hard_negatives(passages: list[Passage], pairs: list[Pair], seed: int, batch: int = 2048) -> tuple[list[int], int]:
