@@ -54,7 +54,7 @@ def test_continued_encoder_retrieves_better_than_its_base_and_exports_unchanged_
 
     html = Path(out["report"]).read_text()
     assert html.index('id="retrieval"') < html.index('id="training"')
-    assert "adapted" in html and "BM25 (no training)" in html and "drawn at random" in html
+    assert "adapted" in html and "BM25 (no training)" in html and "drawn at random" in html and "its passage:" in html
 
     st = pytest.importorskip("sentence_transformers")
     model_dir = Path(out["model"])
