@@ -218,6 +218,22 @@ def pack(
 
 
 @app.command()
+def pairs(
+    corpus: Annotated[Path, typer.Argument(help="corpus directory")],
+    tokenizer: Annotated[Path, typer.Option(help="tokenizer directory")] = Path("work/tokenizer"),
+    out: Annotated[Path, typer.Option(help="pairs directory to write; `selfsup train` reads it beside the shards")] = Path("work/pairs"),
+    config: ConfigOpt = None,
+) -> None:
+    """Corpus + tokenizer → (query, passage, hard negative) rows for contrastive training (positives = "structure")."""
+    from selfsup.manifest import manifest_digest
+    from selfsup.pipeline import mine_pairs, pairs_fingerprint
+
+    recipe = _recipe(config)
+    m = mine_pairs(corpus, tokenizer, out, recipe, pairs_fingerprint(recipe, manifest_digest(corpus), manifest_digest(tokenizer)))
+    _done(f"[green]pairs[/] {m['pairs']:,} training pairs mined into {esc(out)} (examples in {esc(out / 'pairs.json')})")
+
+
+@app.command()
 def train(
     shards: Annotated[Path, typer.Argument(help="shards directory (from `selfsup pack`)")],
     tokenizer: Annotated[Path, typer.Option(help="tokenizer directory")] = Path("work/tokenizer"),

@@ -75,6 +75,16 @@ def pack_fingerprint(recipe: Recipe, corpus_digest: str | None, tokenizer_digest
     return settings_hash("pack", recipe.pack.model_dump(exclude={"batch_documents"}), corpus_digest, tokenizer_digest)
 
 
+def pairs_fingerprint(recipe: Recipe, corpus_digest: str | None, tokenizer_digest: str | None) -> str:
+    o = recipe.objective
+    return settings_hash("pairs", corpus_digest, tokenizer_digest, o.passage_tokens, recipe.train.seed, o.title_share)
+
+
+def mine_pairs(corpus_dir: Path, tokenizer_dir: Path, out_dir: Path, recipe: Recipe, fingerprint: str) -> dict[str, Any]:
+    return build_pairs(corpus_dir, tokenizer_dir, out_dir, passage_tokens=recipe.objective.passage_tokens,
+                       seed=recipe.train.seed, fingerprint=fingerprint, title_share=recipe.objective.title_share)
+
+
 def build_tokenizer(corpus_dir: Path, out_dir: Path, recipe: Recipe, fingerprint: str) -> dict[str, Any]:
     if objective_sentinels(recipe):  # the base's tokenizer (and mined terms), then the objectives' sentinels
         _build_tokenizer(corpus_dir, out_dir, recipe, "before-sentinels:" + fingerprint)
@@ -154,11 +164,8 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     shards_digest = manifest_digest(wd.shards)
 
     if uses_pairs(recipe):
-        fp = settings_hash("pairs", corpus_digest, tokenizer_digest, recipe.objective.passage_tokens, recipe.train.seed,
-                           *([recipe.objective.title_share] if recipe.objective.title_share else []))
-        stage("pairs", fp, dir_done(wd.pairs, fp),
-              lambda: build_pairs(wd.corpus, wd.tokenizer, wd.pairs, passage_tokens=recipe.objective.passage_tokens,
-                                  seed=recipe.train.seed, fingerprint=fp, title_share=recipe.objective.title_share))
+        fp = pairs_fingerprint(recipe, corpus_digest, tokenizer_digest)
+        stage("pairs", fp, dir_done(wd.pairs, fp), lambda: mine_pairs(wd.corpus, wd.tokenizer, wd.pairs, recipe, fp))
     resolve_replay(recipe, wd, stage, dir_done, tokenizer_digest, exclude, keep_corpus=keep_corpus and not fresh)
     train_fp = run_fingerprint(recipe, wd.shards, wd.tokenizer)
     # A changed recipe means a new run (fresh); the same recipe resumes an interrupted one.

@@ -350,8 +350,7 @@ def score_retrieval_texts(model, tokenizer, texts: list[str], recipe: Recipe, *,
     rs = RetrievalSet.from_texts(texts, SEED)
     if len(rs) < 2:
         return {}
-    pad = ids["pad"] if ids["pad"] is not None else ids["eos"]
-    out = rank_with_model(model, tokenizer, rs, width=recipe.objective.passage_tokens, pad_id=pad, batch_size=64,
+    out = rank_with_model(model, tokenizer, rs, width=recipe.objective.passage_tokens, pad_id=ids["pad"],
                           device=device).metrics(rs)
     out["bm25"] = rank_with_bm25(rs).metrics(rs)
     return out

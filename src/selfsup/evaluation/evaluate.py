@@ -68,7 +68,6 @@ from selfsup.train import find_latest
 from selfsup.train.hardware import autocast_dtype, pick_device
 
 EVAL_SEED = 1234
-EMBED_BATCH = 64  # passages embedded at once: short sequences, so wider than [eval] batch_size
 
 
 def evaluate_fingerprint(recipe: Recipe, *digests: str | None) -> str:
@@ -125,7 +124,7 @@ def evaluate(
     eval_kw = dict(device=device, amp_dtype=amp)
     special = [i for i in ids.values() if i is not None]
     samples: list[dict] = []
-    retrieval = None
+    examples = None  # retrieval examples, for embedding objectives
     if objective_name in ("clm", "fim"):
         trained = score_clm(model, seqs, n_bytes, seq_len=seq_len, batch_size=cfg.batch_size, pad_id=ids["pad"], **eval_kw).metrics()
         unigram = score_unigram_clm(log_probs, seqs, n_bytes).metrics()
@@ -156,7 +155,7 @@ def evaluate(
         if len(retrieval_set) < 2:
             raise UsageError(f"found {len(retrieval_set)} retrieval questions in the held-out documents (headings, "
                              "paragraphs of two sentences or more); raise [corpus] validation_fraction")
-        kw = dict(width=recipe.objective.passage_tokens, pad_id=_pad(ids), batch_size=EMBED_BATCH, device=device)
+        kw = dict(width=recipe.objective.passage_tokens, pad_id=ids["pad"], device=device)
         rankings = {
             "trained": rank_with_model(model, tokenizer, retrieval_set, **kw),
             "untrained": rank_with_model(_model_before_training(recipe, tokenizer, ids, shards).to(device), tokenizer,
@@ -164,7 +163,7 @@ def evaluate(
             "bm25": rank_with_bm25(retrieval_set),
         }
         models = {name: r.metrics(retrieval_set) for name, r in rankings.items()}
-        retrieval = {"examples": retrieval_examples(retrieval_set, rankings, EVAL_SEED)}
+        examples = retrieval_examples(retrieval_set, rankings, EVAL_SEED)
 
     result = {
         "objective": objective_name,
@@ -174,8 +173,8 @@ def evaluate(
         "sets": {"heldout": models},
         "samples": samples,
     }
-    if retrieval is not None:
-        result["retrieval_examples"] = retrieval["examples"]
+    if examples is not None:
+        result["retrieval_examples"] = examples
     if objective_name in LIFT_OBJECTIVES:
         result |= measure_lift(model, tokenizer, recipe=recipe, heldout_texts=texts, probe_texts=all_texts, heldout=models, corpus_dir=corpus_dir,
                                seq_len=seq_len, log_probs=log_probs, previous=read_eval(out_path), **eval_kw)
@@ -188,7 +187,7 @@ def evaluate(
         result["base_task_note"] = "base scored on infill with the added sentinel rows as training started from them"
     result["seconds"] = time.perf_counter() - started
     write_json_atomic(Path(out_path), result)
-    say(f"[green]evaluated[/] {len(all_texts) if retrieval else len(seqs)} held-out documents: {headline(objective_name, models)}")
+    say(f"[green]evaluated[/] {len(all_texts) if examples is not None else len(seqs)} held-out documents: {headline(objective_name, models)}")
     return result
 
 
@@ -247,10 +246,6 @@ def headline(objective: str, models: dict[str, dict]) -> str:
         b = models["base"]["bits_per_byte"]
         line += f"; base model {b:.3f} bits/byte ({100 * (t['bits_per_byte'] / b - 1):+.1f}%)"
     return line
-
-
-def _pad(ids) -> int:
-    return ids["pad"] if ids["pad"] is not None else ids["eos"]
 
 
 def _vocab_rows(model) -> int:

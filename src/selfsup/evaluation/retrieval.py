@@ -31,6 +31,7 @@ from selfsup.pairs.structure import Pair, mine_documents
 MAX_QUERIES_PER_KIND = 300
 KINDS = ("title", "first_sentence", "ict")
 EXAMPLE_PASSAGE_CHARS = 240
+EMBED_BATCH = 64  # passages embedded at once: short sequences, so wider than [eval] batch_size
 
 
 @dataclass
@@ -112,7 +113,8 @@ class Ranking:
         return [int(j) for j in np.lexsort((np.arange(len(s)) != own, -s))[:n]]
 
 
-def rank_with_model(model, tokenizer, rs: RetrievalSet, *, width: int, pad_id: int, batch_size: int, device) -> Ranking:
+def rank_with_model(model, tokenizer, rs: RetrievalSet, *, width: int, pad_id: int, device,
+                    batch_size: int = EMBED_BATCH) -> Ranking:
     kw = dict(width=width, pad_id=pad_id, batch_size=batch_size, device=device)
     pool = embed_texts(model, tokenizer, rs.passages, **kw)
     queries = embed_texts(model, tokenizer, [q.query for q in rs.queries], **kw)

@@ -7,19 +7,20 @@ and what sentence-transformers' `1_Pooling` reproduces.
 
 What labels it makes: none; the batch pairs itself. From each block one passage of
 `passage_tokens` tokens is cut from its longest document piece, and its positive is
-- `positives = "neighbours"` (default): the next `passage_tokens` tokens of the same document,
+- `positives = "neighbours"`: the next `passage_tokens` tokens of the same document,
   when the piece is long enough (else the passage itself, as below); or
 - `positives = "dropout"`: the very same passage, so the only difference between the two views
   is dropout noise (Gao et al. 2021, SimCSE; needs `[model] dropout` > 0 — the contrastive
   preset uses 0.1 when it is left at 0).
-Row i's positive is row i of the second half; every other row's positive is a negative. The
-loss is the symmetric cross-entropy of cosine similarities / `temperature` (default 0.05).
 - `positives = "structure"` (the default): rows are not packed blocks but mined triples
   (pairs/rows.py): a query a person might type (a heading, a first sentence, a sentence of the
   passage), the passage it belongs to, and a BM25 hard negative from another document. Each
   query ranks all positives and all hard negatives of the batch (the MultipleNegativesRanking
   loss of sentence-transformers, as DPR and E5 train): 2B − 1 negatives per query, one of them
   chosen to be hard.
+With neighbours or dropout, row i's positive is row i of the second half; every other row's
+positive is a negative. The loss is the symmetric cross-entropy of cosine similarities /
+`temperature` (default 0.05).
 
 How it relates to the others: `mlm` teaches an encoder words; this teaches it which passages
 belong together, which is what retrieval needs. `tsdae` is the other unsupervised route to

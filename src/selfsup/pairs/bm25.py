@@ -57,9 +57,14 @@ class BM25:
         q.data[:] = 1.0  # a query term counts once, however often it is typed
         return q
 
+    def sparse_scores(self, queries: list[str]) -> sp.csr_matrix:
+        """(Q, D) scores of every query against every passage the index was built on; zero (not
+        stored) where they share no word, so a large index is scored without a dense (Q, D) array."""
+        return sp.csr_matrix(self.query_terms(queries) @ self.weights.T)
+
     def scores(self, queries: list[str]) -> np.ndarray:
-        """(Q, D) scores of every query against every passage the index was built on."""
-        return np.asarray((self.query_terms(queries) @ self.weights.T).todense())
+        """`sparse_scores` as a dense (Q, D) array."""
+        return self.sparse_scores(queries).toarray()
 
     def score_against(self, queries: list[str], passages: list[str]) -> np.ndarray:
         """(Q,) score of query i against passage i, with this index's idf and mean length (a

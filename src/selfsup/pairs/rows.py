@@ -19,14 +19,12 @@ The train loop reads rows through `PairRows`, which looks like packed shards to 
 
 from __future__ import annotations
 
-import json
 import random
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from selfsup.errors import UsageError
 from selfsup.ingest.corpus import read_documents
@@ -55,8 +53,7 @@ def build_pairs(corpus_dir: Path, tokenizer_dir: Path, out_dir: Path, *, passage
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(tokenizer_dir)
-    ids = special_ids(tokenizer)
-    pad = ids["pad"] if ids["pad"] is not None else ids["eos"]  # as the contrastive objective reads it
+    pad = special_ids(tokenizer)["pad"]  # eos where the tokenizer has no pad, as the contrastive objective reads it
     summary: dict[str, Any] = {"passage_tokens": passage_tokens, "negatives": "bm25, best passage of another document"}
     for split in ("train", "validation"):
         texts = [d["text"] for d in islice(read_documents(corpus_dir, split=split, columns=("text",)), MAX_TRAIN_DOCUMENTS)]
@@ -97,9 +94,10 @@ def hard_negatives(passages: list[Passage], pairs: list[Pair], seed: int, batch:
     chosen, mined = [], 0
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
-        scores = sp.csr_matrix(index.query_terms([p.query for p in chunk]) @ index.weights.T)
+        scores = index.sparse_scores([p.query for p in chunk])
         for row, pair in enumerate(chunk):
-            cols, vals = scores.indices[scores.indptr[row] : scores.indptr[row + 1]], scores.data[scores.indptr[row] : scores.indptr[row + 1]]
+            lo, hi = scores.indptr[row], scores.indptr[row + 1]
+            cols, vals = scores.indices[lo:hi], scores.data[lo:hi]
             keep = docs[cols] != pair.doc
             if keep.any():
                 chosen.append(int(cols[keep][np.argmax(vals[keep])]))
@@ -153,10 +151,9 @@ class PairRows:
         path = self.directory / f"{split}.npy"
         try:
             self._rows = np.load(path, mmap_mode="r", allow_pickle=False)
-            summary = json.loads((self.directory / PAIRS_JSON).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise UsageError(f"{path} is missing or unreadable; run `selfsup run` again to mine the pairs") from None
-        self.passage_tokens: int = summary["passage_tokens"]
+            raise UsageError(f"{path} is missing or unreadable; mine the pairs with `selfsup pairs CORPUS --tokenizer "
+                             f"TOKENIZER --out {self.directory}` (beside the shards), or run `selfsup run`") from None
         self.seq_len: int = self._rows.shape[1]
         self.vocab_size: int = 0  # the tokenizer's size decides the model's rows
 
