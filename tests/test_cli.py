@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-VERBS = ["demo", "run", "ingest", "tokenizer", "pack", "pairs", "train", "eval", "report", "export"]
+VERBS = ["demo", "run", "ingest", "tokenizer", "pack", "pairs", "train", "eval", "audit", "report", "export"]
 
 
 def selfsup(*args, cwd=None):

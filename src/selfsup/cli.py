@@ -290,6 +290,28 @@ def eval_(
 
 
 @app.command()
+def audit(
+    workdir: Annotated[Path, typer.Argument(help="work directory of a finished run (corpus/, tokenizer/, run/)")],
+    profile: Annotated[Optional[str], typer.Option(help="quick (~10 CPU-minutes for a 135M model) or full "
+                                                        "(default: the recipe's [audit] profile)")] = None,
+    config: ConfigOpt = None,
+    wait: WaitOpt = False,
+) -> None:
+    """Does the model give away its training text? Canary exposure, extraction, membership inference and
+    PII regurgitation → WORKDIR/audit.json with a PASS / WARN / FAIL verdict per test (then run
+    `selfsup report WORKDIR` to see it on the page). Canaries need [audit] canaries = true at ingest."""
+    from selfsup.audit.run import PROFILES, run_audit
+    from selfsup.pipeline import recipe_of_workdir
+
+    if profile is not None and profile not in PROFILES:
+        raise UsageError(f"--profile {profile!r}: choose {' or '.join(PROFILES)}")
+    recipe = load_recipe(config) if config else recipe_of_workdir(workdir)
+    with writer_lock(workdir, "selfsup audit", wait=wait):
+        result = run_audit(workdir, recipe, profile=profile)
+    _done(f"[green]wrote[/] {esc(Path(workdir) / 'audit.json')}: " + ", ".join(f"{t} {v}" for t, v in result["verdicts"].items()))
+
+
+@app.command()
 def report(
     workdir: Annotated[Path, typer.Argument(help="work directory holding corpus/, run/, eval.json ...")],
     out: Annotated[Optional[Path], typer.Option(help="HTML file (default WORKDIR/report.html)")] = None,

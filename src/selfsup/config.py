@@ -324,6 +324,36 @@ class ExportConfig(Section):
         return [str(q).lower() for q in value] if isinstance(value, list) else value
 
 
+AUDIT_REPETITIONS = (1, 2, 4, 8, 16)  # copies of each canary in the training stream (The Secret Sharer)
+
+
+class AuditConfig(Section):
+    """[audit]: does the trained model give away its training text? (audit/, `selfsup audit`)
+
+    Canaries change the training stream, so `canaries` is read by the ingest stage: turning it on
+    re-ingests (the extraction cache makes that quick) and retrains. The audit itself reads the
+    trained model and the corpus and changes nothing.
+    """
+
+    enabled: bool = Field(False, description="run the audit as a pipeline stage after eval (else: `selfsup audit WORKDIR`)")
+    canaries: bool = Field(False, description="plant random secrets in training documents (after PII scrubbing and "
+                                              "de-duplication) to measure their exposure after training")
+    canaries_per_repetition: int = Field(4, ge=1, le=64, description="canaries planted at each repetition count")
+    repetitions: list[int] = Field(default_factory=lambda: list(AUDIT_REPETITIONS),
+                                   description="copies per canary, each in another training document")
+    controls: int = Field(8, ge=1, le=256, description="canaries made the same way but never planted: chance, measured")
+    profile: Literal["quick", "full"] = Field(
+        "quick", description="quick: ~10 CPU-minutes for a 135M model; full: the sizes the papers use")
+    seed: int | None = Field(None, description="draws the canaries, the windows and the samples (None: [train] seed)")
+
+    @field_validator("repetitions")
+    @classmethod
+    def _positive_repetitions(cls, value: list[int]) -> list[int]:
+        if not value or any(r < 1 for r in value):
+            raise ValueError("each repetition count must be at least 1, e.g. [1, 2, 4, 8, 16]")
+        return sorted(set(value))
+
+
 class Recipe(Section):
     """A whole run: one section per stage."""
 
@@ -335,6 +365,7 @@ class Recipe(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @property
     def decoder(self) -> bool:

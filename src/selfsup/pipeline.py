@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from selfsup.audit.canaries import CanaryRequest, canaries_intact
+from selfsup.audit.run import audit_fingerprint, run_audit
 from selfsup.config import Recipe, apply_continue_defaults, settings_hash
 from selfsup.console import esc, say
 from selfsup.errors import ConfigError, StageFailure, UsageError
@@ -36,7 +38,7 @@ from selfsup.train.replay import replay_shards_dir
 from selfsup.train.tracking import log_results, require_trackers
 from selfsup.workdir import Workdir
 
-STAGES = ("ingest", "tokenizer", "pack", "train", "eval", "export", "report")
+STAGES = ("ingest", "tokenizer", "pack", "train", "eval", "audit", "export", "report")
 STATE_FILE = "pipeline.json"
 RECIPE_FILE = "recipe.json"  # the recipe as given, before the base is resolved: what `selfsup rebase` reruns
 LINEAGE_FILE = "lineage.json"  # which base (and its fingerprint) and which corpus the run's model comes from
@@ -144,9 +146,11 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     # A work directory inside a source folder must not ingest its own output.
     exclude = [wd.root.resolve()]
     kept = _kept_fingerprint(wd.corpus) if keep_corpus and not fresh else None
-    fp = kept or source_fingerprint(recipe.corpus.sources, recipe.corpus, exclude=exclude)
-    stage("ingest", fp, dir_done(wd.corpus, fp),
-          lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp, exclude=exclude, reuse=not fresh))
+    canaries = canary_request(recipe, wd)
+    fp = kept or ingest_fingerprint(recipe, canaries, exclude)
+    stage("ingest", fp, lambda: dir_done(wd.corpus, fp)() and _canaries_intact(wd, canaries),
+          lambda: ingest_sources(recipe.corpus.sources, wd.corpus, recipe.corpus, fp, exclude=exclude, reuse=not fresh,
+                                 canaries=canaries))
     corpus_digest = manifest_digest(wd.corpus)
 
     given_base = recipe.model.base
@@ -181,17 +185,65 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
           lambda: evaluate(wd.run, wd.corpus, wd.tokenizer, wd.shards, wd.eval_json, recipe, fingerprint=fp))
     eval_digest = file_sha256(wd.eval_json) if wd.eval_json.exists() else None
 
+    audit_digest = None
+    if recipe.audit.enabled:
+        fp = audit_fingerprint(recipe, run_digest, corpus_digest, _file_digest(wd.canaries))
+        stage("audit", fp, lambda: (_read_json(wd.audit_json) or {}).get("fingerprint") == fp,
+              lambda: run_audit(wd.root, recipe, fingerprint=fp))
+        audit_digest = _file_digest(wd.audit_json)
+
     fp = export_fingerprint(recipe, run_digest, tokenizer_digest, eval_digest, settings_hash("lineage", lineage))
     stage("export", fp, dir_done(wd.model, fp),
           lambda: export_model(wd.run, wd.tokenizer, wd.model, recipe, eval_path=wd.eval_json, run_summary=run_summary,
                                fingerprint=fp, lineage=lineage))
 
-    fp = settings_hash("report", corpus_digest, shards_digest, run_digest, eval_digest, manifest_digest(wd.model), lineage)
+    fp = settings_hash("report", corpus_digest, shards_digest, run_digest, eval_digest, manifest_digest(wd.model), lineage,
+                       audit_digest)
     stage("report", fp, lambda: wd.report_html.exists() and state.get("report", {}).get("fingerprint") == fp,
           lambda: build_report(wd.root))
     if status["report"] == "ran":  # the evaluation and the report into the run's trackers ([train] report_to)
         log_results(wd.run, recipe.train.report_to, wd.eval_json, wd.report_html)
     return {"status": status, "report": str(wd.report_html), "model": str(wd.model), "eval": str(wd.eval_json)}
+
+
+def recipe_of_workdir(workdir: Path) -> Recipe:
+    """The recipe a work directory was run with (WORKDIR/recipe.json), its base resolved as the run resolved it."""
+    from selfsup.config import recipe_from_dict
+
+    wd = Workdir(Path(workdir))
+    raw = _read_json(wd.root / RECIPE_FILE)
+    if raw is None:
+        raise UsageError(f"{wd.root} has no {RECIPE_FILE}: it was not made by `selfsup run`; pass the recipe with --config")
+    recipe = recipe_from_dict(raw, origin=str(wd.root / RECIPE_FILE))
+    if recipe.model.base is not None and Path(recipe.model.base).suffix.lower() == ".gguf":
+        recipe.model.base = wd.base
+    return recipe
+
+
+def canary_request(recipe: Recipe, wd: Workdir) -> CanaryRequest | None:
+    """What ingest plants for the audit ([audit] canaries), recorded in WORKDIR/canaries.json."""
+    a = recipe.audit
+    if not a.canaries:
+        return None
+    return CanaryRequest(wd.canaries, a.canaries_per_repetition, tuple(a.repetitions), a.controls,
+                         a.seed if a.seed is not None else recipe.train.seed)
+
+
+def ingest_fingerprint(recipe: Recipe, canaries: CanaryRequest | None, exclude) -> str:
+    fp = source_fingerprint(recipe.corpus.sources, recipe.corpus, exclude=exclude)
+    return fp if canaries is None else settings_hash(fp, "canaries", canaries.settings())
+
+
+def _canaries_intact(wd: Workdir, canaries: CanaryRequest | None) -> bool:
+    """A corpus planted with canaries is up to date only while its canaries.json is the one it was planted with."""
+    recorded = (_read_json(wd.corpus / "manifest.json") or {}).get("canaries")
+    if canaries is None:
+        return recorded is None
+    return canaries_intact(wd.canaries, recorded)
+
+
+def _file_digest(path: Path) -> str | None:
+    return file_sha256(path) if Path(path).is_file() else None
 
 
 def _model_type(base: Path | None) -> str:

@@ -56,6 +56,15 @@ class Workdir:
         return self.root / "eval.json"
 
     @property
+    def canaries(self) -> Path:
+        """The audit's planted secrets (audit/canaries.py): beside the corpus, never exported."""
+        return self.root / "canaries.json"
+
+    @property
+    def audit_json(self) -> Path:
+        return self.root / "audit.json"
+
+    @property
     def report_html(self) -> Path:
         return self.root / "report.html"
 

@@ -81,8 +81,16 @@ _SECRET_NAME_ENDS = ("key", "secret", "token", "password", "passwd", "pwd")
 _AFTER_NAME = re.compile(r"[\"']?\s*[:=]")
 
 
-def redact(text: str) -> tuple[str, Counter[str]]:
-    """`text` with PII replaced by `<TYPE>`; the replacements counted by type (`email`, `card`, ...)."""
+def find_pii(text: str) -> list[tuple[str, str]]:
+    """(type, the text found) for each piece of PII the rules of `redact` find in `text`, in rule order."""
+    found: list[tuple[str, str]] = []
+    redact(text, found)
+    return found
+
+
+def redact(text: str, found: list[tuple[str, str]] | None = None) -> tuple[str, Counter[str]]:
+    """`text` with PII replaced by `<TYPE>`; the replacements counted by type (`email`, `card`, ...).
+    `found` (if given) receives (type, the replaced text) for each replacement."""
     counts: Counter[str] = Counter()
 
     def sub(pattern: re.Pattern[str], kind: str, text: str, valid=None, group: int = 0) -> str:
@@ -90,6 +98,8 @@ def redact(text: str) -> tuple[str, Counter[str]]:
             if valid is not None and not valid(match.group(group)):
                 return match.group(0)
             counts[kind] += 1
+            if found is not None:
+                found.append((kind, match.group(group)))
             if group:
                 return match.group(0)[: match.start(group) - match.start(0)] + f"<{kind.upper()}>"
             return f"<{kind.upper()}>"

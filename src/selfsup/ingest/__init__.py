@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from selfsup.audit.canaries import CanaryRequest
 from selfsup.config import CorpusConfig
 from selfsup.ingest.audit import AUDIT
 from selfsup.ingest.corpus import corpus_parts, iter_texts, read_documents
@@ -52,6 +53,7 @@ def ingest_sources(
     exclude: Iterable[Path] = (),
     progress: bool = False,
     reuse: bool = True,
+    canaries: CanaryRequest | None = None,
 ) -> dict[str, Any]:
     """Ingest `sources` (files and folders) into `out_dir`; return the manifest.
 
@@ -62,4 +64,4 @@ def ingest_sources(
     """
     started = time.monotonic()
     extract_shard(sources, out_dir, cfg, 0, 1, exclude=exclude, progress=progress, reuse=reuse)
-    return merge_shards(out_dir, cfg, fingerprint, count=1, started=started)
+    return merge_shards(out_dir, cfg, fingerprint, count=1, started=started, canaries=canaries)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from selfsup.audit.canaries import CanaryRequest, plant_canaries
 from selfsup.config import CorpusConfig
 from selfsup.dedup import ExactDedup
 from selfsup.dedup.minhash import NearDuplicateIndex
@@ -35,7 +36,8 @@ from selfsup.manifest import MANIFEST, write_manifest
 
 
 def merge_shards(
-    out_dir: Path, cfg: CorpusConfig, fingerprint: str | None = None, *, count: int | None = None, started: float | None = None
+    out_dir: Path, cfg: CorpusConfig, fingerprint: str | None = None, *, count: int | None = None, started: float | None = None,
+    canaries: CanaryRequest | None = None,
 ) -> dict[str, Any]:
     """Write the corpus in `out_dir` from `out_dir/extracted/`; return the manifest.
 
@@ -58,6 +60,7 @@ def merge_shards(
         move = run.tally.correction(cfg.validation_fraction)
         if move is not None:
             set_split(out_dir, move[2], move[0], move[1])
+        planted = plant_canaries(out_dir, canaries) if canaries is not None and run.writer.documents else None
     except OSError as exc:
         raise StageFailure(f"could not write the corpus in {display_path(out_dir)}: {exc.strerror or exc}") from exc
     files_seen = sum(s.info["files"] for s in shards)
@@ -97,6 +100,8 @@ def merge_shards(
         "seconds": round(now - (merge_started if started is None else started), 3),
         "sources": info["sources"],
     }
+    if planted is not None:
+        extra["canaries"] = planted
     fingerprint = fingerprint or fingerprint_of(cfg, info["listing"])
     return write_manifest(out_dir, stage="ingest", fingerprint=fingerprint, extra=extra)
 

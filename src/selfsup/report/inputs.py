@@ -70,6 +70,7 @@ class ReportInputs:
     eval: Loaded[dict[str, Any]]
     model_dir: Loaded[Path]
     lineage: Loaded[dict[str, Any]] = Loaded.gone("lineage.json not found (written by `selfsup run`)")
+    privacy: Loaded[dict[str, Any]] = Loaded.gone("audit.json not found (written by `selfsup audit`)")
 
 
 def read_inputs(workdir: Path, audit_rows: int = 50) -> ReportInputs:
@@ -86,6 +87,7 @@ def read_inputs(workdir: Path, audit_rows: int = 50) -> ReportInputs:
         eval=read_json_object(wd.eval_json, wd.root, made_by="eval"),
         model_dir=read_model_dir(wd.model, wd.root),
         lineage=read_json_object(wd.root / "lineage.json", wd.root, made_by="run"),
+        privacy=read_json_object(wd.audit_json, wd.root, made_by="audit"),
     )
 
 

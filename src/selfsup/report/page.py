@@ -24,6 +24,7 @@ from selfsup.errors import UsageError
 from selfsup.report import sections
 from selfsup.report.inputs import ReportInputs, read_inputs
 from selfsup.report.lift import lift_section
+from selfsup.report.privacy import privacy_section
 from selfsup.report.retrieval import retrieval_section
 
 TEMPLATE = "report.html.j2"
@@ -55,6 +56,7 @@ def render_report(inputs: ReportInputs, out_path: Path) -> str:
         "lift": sections.guarded(lift_section, inputs, "eval.json or run/metrics.jsonl"),
         "retrieval": sections.guarded(retrieval_section, inputs, "eval.json"),
         "evaluation": sections.guarded(sections.evaluation_section, inputs, "eval.json"),
+        "privacy": sections.guarded(privacy_section, inputs, "audit.json"),
         "samples": sections.guarded(sections.samples_section, inputs, "eval.json"),
         "corpus": sections.guarded(sections.corpus_section, inputs, "corpus/manifest.json or corpus/audit.jsonl"),
         "recipe": sections.guarded(sections.recipe_section, inputs, "run/run.json"),
