@@ -15,19 +15,19 @@ from typing import Any
 import numpy as np
 
 from selfsup.audit.scoring import RowScores
-from selfsup.audit.windows import PREFIX_TOKENS, SUFFIX_TOKENS, Window
-
-SUFFIX = slice(PREFIX_TOKENS - 1, PREFIX_TOKENS - 1 + SUFFIX_TOKENS)  # target positions of the suffix tokens
+from selfsup.audit.windows import Window
 
 
-def extracted(scores: RowScores) -> bool:
-    return bool(scores.greedy[SUFFIX].all())
+def extracted(scores: RowScores, prefix: int) -> bool:
+    """Greedy decoding from the first `prefix` tokens reproduces the rest (target positions prefix-1 on)."""
+    return bool(scores.greedy[prefix - 1 :].all())
 
 
-def matched_tokens(scores: RowScores) -> int:
+def matched_tokens(scores: RowScores, prefix: int) -> int:
     """Suffix tokens greedy decoding gets right before its first miss."""
-    misses = np.flatnonzero(~scores.greedy[SUFFIX])
-    return int(misses[0]) if len(misses) else SUFFIX_TOKENS
+    suffix = scores.greedy[prefix - 1 :]
+    misses = np.flatnonzero(~suffix)
+    return int(misses[0]) if len(misses) else len(suffix)
 
 
 def extraction_rates(windows: list[Window], scores: list[RowScores]) -> dict[str, Any]:
@@ -37,9 +37,9 @@ def extraction_rates(windows: list[Window], scores: list[RowScores]) -> dict[str
         groups.setdefault(f"{w.split}/{w.kind}", []).append(i)
     out = {}
     for key, members in sorted(groups.items()):
-        hits = [extracted(scores[i]) for i in members]
+        hits = [extracted(scores[i], windows[i].prefix) for i in members]
         out[key] = {"windows": len(members), "extracted": int(sum(hits)), "rate": float(np.mean(hits)),
-                    "mean_matched_tokens": float(np.mean([matched_tokens(scores[i]) for i in members]))}
+                    "mean_matched_tokens": float(np.mean([matched_tokens(scores[i], windows[i].prefix) for i in members]))}
     return out
 
 
@@ -52,17 +52,17 @@ def extraction_section(windows: list[Window], by_model: dict[str, list[RowScores
         "train_rate": trained.get("train/random", {}).get("rate"),
         "heldout_rate": trained.get("validation/random", {}).get("rate"),
         "rates": rates,
-        "prefix_tokens": PREFIX_TOKENS,
-        "suffix_tokens": SUFFIX_TOKENS,
+        "prefix_tokens": windows[0].prefix if windows else None,
+        "suffix_tokens": len(windows[0].ids) - windows[0].prefix if windows else None,
     }
     if "base" in rates:
         section["base_train_rate"] = rates["base"].get("train/random", {}).get("rate")
         section["base_heldout_rate"] = rates["base"].get("validation/random", {}).get("rate")
     examples = []
-    for w, s in zip(windows, by_model["trained"]):
-        if w.split == "train" and extracted(s) and len(examples) < 3:
-            examples.append({"kind": w.kind, "source": w.source, "prefix_end": decode(w.ids[PREFIX_TOKENS - 12 : PREFIX_TOKENS]),
-                             "suffix": decode(w.ids[PREFIX_TOKENS:]),
-                             "base_extracts": extracted(by_model["base"][windows.index(w)]) if "base" in by_model else None})
+    for i, (w, s) in enumerate(zip(windows, by_model["trained"])):
+        if w.split == "train" and extracted(s, w.prefix) and len(examples) < 3:
+            examples.append({"kind": w.kind, "source": w.source, "prefix_end": decode(w.ids[max(0, w.prefix - 12) : w.prefix]),
+                             "suffix": decode(w.ids[w.prefix :]),
+                             "base_extracts": extracted(by_model["base"][i], w.prefix) if "base" in by_model else None})
     section["examples"] = examples
     return section

@@ -45,7 +45,7 @@ from selfsup.audit.regurgitation import (
 )
 from selfsup.audit.scoring import score_rows
 from selfsup.audit.verdicts import canaries_verdict, extraction_verdict, membership_verdict, regurgitation_verdict
-from selfsup.audit.windows import PLACEHOLDER, duplicated_windows, pii_adjacent_windows, random_windows, read_split
+from selfsup.audit.windows import PLACEHOLDER, duplicated_windows, pii_adjacent_windows, random_windows, read_split, window_shape
 from selfsup.clean.pii import find_pii
 from selfsup.config import Recipe, settings_hash
 from selfsup.console import say
@@ -87,6 +87,7 @@ def run_audit(workdir: Path, recipe: Recipe, *, profile: str | None = None, fing
     """Every test of the audit on the work directory's trained model; writes and returns audit.json."""
     from selfsup.evaluation.evaluate import resolve_model_dir
     from selfsup.models import load_base_for_training, load_pretrained
+    from selfsup.pack import TokenShards
     from selfsup.tokens import document_encoder, document_opener, load_tokenizer, special_ids
     from selfsup.train.hardware import autocast_dtype, pick_device
 
@@ -119,15 +120,16 @@ def run_audit(workdir: Path, recipe: Recipe, *, profile: str | None = None, fing
     say("[bold]audit[/]: extraction and membership …")
     encoder = document_encoder(tokenizer)
     canary_texts = [c.text for c in canaries if c.repetitions]
+    shape = window_shape(TokenShards(wd.shards, "train").seq_len)
     train_docs = read_split(wd.corpus, "train", encoder, max_tokens=prof.tokens_read, seed=seed, canary_texts=canary_texts,
-                            pii_finder=pii_starts)
+                            pii_finder=pii_starts, shape=shape)
     held_docs = read_split(wd.corpus, "validation", encoder, max_tokens=prof.tokens_read, seed=seed, canary_texts=[],
-                           pii_finder=pii_starts)
+                           pii_finder=pii_starts, shape=shape)
     rng = np.random.default_rng([seed, 0xA0D17])
-    windows = (random_windows(train_docs, "train", prof.random_windows, rng)
-               + random_windows(held_docs, "validation", prof.random_windows, rng)
-               + duplicated_windows(train_docs, prof.duplicated_windows)
-               + pii_adjacent_windows(train_docs, "train", prof.pii_windows, rng))
+    windows = (random_windows(train_docs, "train", prof.random_windows, rng, shape)
+               + random_windows(held_docs, "validation", prof.random_windows, rng, shape)
+               + duplicated_windows(train_docs, prof.duplicated_windows, shape)
+               + pii_adjacent_windows(train_docs, "train", prof.pii_windows, rng, shape))
     del train_docs, held_docs
     rows = [w.ids for w in windows]
     scores = {m: score_rows(model, rows, full=True, **kw) for m, model in models.items()}
