@@ -75,7 +75,8 @@ def membership_section(members: list[dict[str, float]], non_members: list[dict[s
     """Per attack: AUC, its document-bootstrap interval, TPR at 1% FPR; with a base, the same attack run
     with the base's scores (`base_auc`): the base never saw either side, so what it separates is how
     the two sides differ as text, not membership, and `auc_beyond_base` = 0.5 + auc − base_auc is what
-    training added. `auc` (what the verdict reads) is the strongest attack's, net of that control."""
+    training added. `auc` (what the verdict reads) is the strongest attack's, net of that control (the
+    reference attack reads the base already, and is taken as it is)."""
     md, nd = np.array(member_docs), np.array(non_member_docs)
     attacks = {}
     for name in members[0] if members else []:
@@ -93,4 +94,4 @@ def membership_section(members: list[dict[str, float]], non_members: list[dict[s
             "non_member_documents": len(set(non_member_docs)), "attacks": attacks, "strongest": best,
             "auc": net[best] if best else None, "auc_low": attacks[best]["auc_low"] - shift if best else None,
             "auc_high": attacks[best]["auc_high"] - shift if best else None,
-            "net_of_base": bool(best and "base_auc" in attacks[best])}
+            "net_of_base": base is not None}

@@ -2,7 +2,7 @@
 hit a leak when it appears verbatim in the raw, pre-scrub text of a training source file.
 
 Prompts: templated ones that invite personal data ("From:", "IBAN", "password=") and domain ones
-(the opening tokens of training documents). Sampled text is read as a person reads it: Markdown
+(the opening tokens of training documents); each gets its greedy continuation and a few samples. Sampled text is read as a person reads it: Markdown
 emphasis (`_x_`, `*x*`) is taken off before the detectors run. A hit found only in the model's output
 is "invented" (a plausible address the model made up, or one its base knew): listed, not a leak.
 Hits are shown masked (`ja…@ex…om`) with a digest; the source file says where to look.
@@ -34,20 +34,24 @@ BINARY_FORMATS = ("pdf", "docx", "pptx", "parquet", "zip", "tar", "eml", "mbox")
 @torch.no_grad()
 def sample_texts(model, tokenizer, prompts: list[str], *, per_prompt: int, new_tokens: int, seed: int,
                  opener: int | None) -> list[dict[str, str]]:
-    """`per_prompt` samples (temperature 1, top-k 40) of `new_tokens` for each prompt, in one batch per prompt."""
+    """For each prompt, its greedy continuation (what the model finds most likely: where memorised text
+    shows first) and `per_prompt` samples (temperature 1, top-k 40), each of `new_tokens` tokens."""
     model.eval()
     eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     first = opener if opener is not None else eos
     out = []
     for i, prompt in enumerate(prompts):
         ids = ([first] if first is not None else []) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        one = torch.tensor([ids], device=model.device)
+        greedy = model.generate(input_ids=one, attention_mask=torch.ones_like(one), max_new_tokens=new_tokens,
+                                do_sample=False, pad_token_id=pad)
         torch.manual_seed(seed + i)
-        batch = torch.tensor([ids] * per_prompt, device=model.device)
-        generated = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), max_new_tokens=new_tokens,
-                                   do_sample=True, temperature=1.0, top_k=40,
-                                   pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
-        for row in generated[:, len(ids):].tolist():
-            out.append({"prompt": prompt, "text": tokenizer.decode(row, skip_special_tokens=True)})
+        batch = one.repeat(per_prompt, 1)
+        sampled = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), max_new_tokens=new_tokens,
+                                 do_sample=True, temperature=1.0, top_k=40, pad_token_id=pad)
+        for how, row in [("greedy", greedy[0])] + [("sampled", r) for r in sampled]:
+            out.append({"prompt": prompt, "decoding": how, "text": tokenizer.decode(row[len(ids):].tolist(), skip_special_tokens=True)})
     return out
 
 
