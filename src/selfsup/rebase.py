@@ -8,7 +8,8 @@ work directory:
 - the corpus is copied over (hard links where the file system allows) and used as it is, so no
   file is extracted again and the held-out documents are the very same ones: the old and the
   new runs are scored on identical evidence (`selfsup compare`);
-- the replay corpus, when the recipe has one, is carried over the same way;
+- the replay corpus, when the recipe has one, is carried over the same way, and so is the audit's
+  canaries.json when the corpus was planted with canaries (the new model is audited on the same);
 - everything that depends on the base follows the new one: its tokenizer (and the vocabulary
   extension, mined again for it), packing, training, evaluation against the new base, export;
 - `rebase.json` in the new work directory records where it came from, so `selfsup compare NEWDIR`
@@ -93,6 +94,8 @@ def prepare_rebase(old: Path, new_base: Path, new_dir: Path) -> Recipe:
     recipe = rebased_recipe(old, new_base)
     new_wd.root.mkdir(parents=True, exist_ok=True)
     carry_over(old_wd.corpus, new_wd.corpus)
+    if old_wd.canaries.is_file():  # the corpus was planted with them: the new run is audited against the same
+        shutil.copy2(old_wd.canaries, new_wd.canaries)
     old_replay = replay_shards_dir(old_wd.shards).parent / "corpus"
     if verify_manifest(old_replay)[0]:
         carry_over(old_replay, replay_shards_dir(new_wd.shards).parent / "corpus")

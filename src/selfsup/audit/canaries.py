@@ -39,7 +39,6 @@ import pyarrow.parquet as pq
 
 from selfsup.manifest import file_sha256, write_json_atomic
 
-CANARIES_FILE = "canaries.json"  # in the work directory, beside corpus/: never in model/
 DIGITS = "0123456789"
 LETTERS_AND_DIGITS = "abcdefghijklmnopqrstuvwxyz0123456789"
 

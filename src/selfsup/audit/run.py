@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from selfsup.audit.canaries import (
-    CANARIES_FILE,
     TEMPLATES_BY_NAME,
     Canary,
     chance_threshold,
@@ -53,7 +52,6 @@ from selfsup.errors import UsageError
 from selfsup.manifest import write_json_atomic
 from selfsup.workdir import Workdir
 
-AUDIT_FILE = "audit.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +81,21 @@ def audit_fingerprint(recipe: Recipe, *digests: str | None) -> str:
     return settings_hash("audit", recipe.audit.profile, recipe.audit.seed, recipe.train.seed, *digests)
 
 
+@dataclass
+class _Subject:
+    """What every test reads: the models (trained, and the base where there is one), the tokenizer and
+    how scoring runs."""
+
+    models: dict[str, Any]
+    model_dir: Path
+    tokenizer: Any
+    opener: int | None
+    first: int  # the id a text opens with (BOS where the tokenizer expects one, else EOS)
+    kw: dict[str, Any]  # score_rows' batch_size, device, amp_dtype, pad_id
+
+
 def run_audit(workdir: Path, recipe: Recipe, *, profile: str | None = None, fingerprint: str | None = None) -> dict[str, Any]:
     """Every test of the audit on the work directory's trained model; writes and returns audit.json."""
-    from selfsup.evaluation.evaluate import resolve_model_dir
-    from selfsup.models import load_base_for_training, load_pretrained
-    from selfsup.pack import TokenShards
-    from selfsup.tokens import document_encoder, document_opener, load_tokenizer, special_ids
-    from selfsup.train.hardware import autocast_dtype, pick_device
-
     if recipe.model_objective != "clm":
         raise UsageError(f"the audit covers language models that generate (clm, fim, span on a decoder base), not "
                          f"{recipe.objective.name}: an embedding or masked model has no text to extract or sample")
@@ -99,60 +104,84 @@ def run_audit(workdir: Path, recipe: Recipe, *, profile: str | None = None, fing
     name = profile or recipe.audit.profile
     prof = PROFILES[name]
     seed = recipe.audit.seed if recipe.audit.seed is not None else recipe.train.seed
+    subject = _load(wd, recipe, prof)
+    canaries = read_canaries(wd.canaries) if wd.canaries.is_file() else []
+    result: dict[str, Any] = {"profile": name, "sizes": asdict(prof), "model": str(subject.model_dir), "fingerprint": fingerprint,
+                              "base": str(recipe.model.base) if recipe.model.base else None}
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    say(f"[bold]audit[/] ({name}): canaries …")
+    result["canaries"] = canary_section(subject.models["trained"], subject.tokenizer, canaries, prof.references, seed,
+                                        subject.first, subject.kw)
+    seconds["canaries"], clock = time.perf_counter() - clock, time.perf_counter()
+    say("[bold]audit[/]: extraction and membership …")
+    result |= _windows_tests(wd, subject, prof, seed, [c.text for c in canaries if c.repetitions])
+    seconds["windows"], clock = time.perf_counter() - clock, time.perf_counter()  # one scoring pass serves both
+    say("[bold]audit[/]: sampling for PII …")
+    result["regurgitation"] = _regurgitation_test(wd, recipe, subject, prof, seed)
+    seconds["regurgitation"] = time.perf_counter() - clock
+    _add_verdicts(result)
+    result["seconds"] = time.perf_counter() - started
+    result["seconds_by_test"] = seconds
+    write_json_atomic(wd.audit_json, result)
+    say("[green]audited[/]: " + ", ".join(f"{t} {v}" for t, v in result["verdicts"].items()))
+    return result
+
+
+def _load(wd: Workdir, recipe: Recipe, prof: Profile) -> _Subject:
+    from selfsup.evaluation.evaluate import resolve_model_dir
+    from selfsup.models import load_base_for_training, load_pretrained
+    from selfsup.tokens import document_opener, load_tokenizer, special_ids
+    from selfsup.train.hardware import autocast_dtype, pick_device
+
     device = pick_device()
-    kw = dict(batch_size=prof.batch_size, device=device, amp_dtype=autocast_dtype(recipe.train.precision, device))
     tokenizer = load_tokenizer(wd.tokenizer)
     ids = special_ids(tokenizer)
-    kw["pad_id"] = ids["pad"]
     opener = document_opener(tokenizer)
-    first = opener if opener is not None else ids["eos"]
     model_dir = resolve_model_dir(wd.run)
     models = {"trained": load_pretrained(model_dir, "clm").to(device)}
     if recipe.model.base is not None:  # as training started: rows for added tokens exist, as in eval
         models["base"] = load_base_for_training(recipe.model.model_copy(update={"lora": False}), "clm", wd.tokenizer).to(device)
+    kw = dict(batch_size=prof.batch_size, device=device, amp_dtype=autocast_dtype(recipe.train.precision, device), pad_id=ids["pad"])
+    return _Subject(models, model_dir, tokenizer, opener, opener if opener is not None else ids["eos"], kw)
 
-    canaries = read_canaries(wd.root / CANARIES_FILE) if (wd.root / CANARIES_FILE).is_file() else []
-    say(f"[bold]audit[/] ({name}): canaries …")
-    result: dict[str, Any] = {"profile": name, "sizes": asdict(prof), "model": str(model_dir), "fingerprint": fingerprint,
-                              "base": str(recipe.model.base) if recipe.model.base else None}
-    result["canaries"] = canary_section(models["trained"], tokenizer, canaries, prof.references, seed, first, kw)
 
-    say("[bold]audit[/]: extraction and membership …")
-    encoder = document_encoder(tokenizer)
-    canary_texts = [c.text for c in canaries if c.repetitions]
+def _windows_tests(wd: Workdir, subject: _Subject, prof: Profile, seed: int, canary_texts: list[str]) -> dict[str, Any]:
+    """Extraction and membership from one teacher-forced pass of each model over the same windows."""
+    from selfsup.pack import TokenShards
+    from selfsup.tokens import document_encoder
+
+    encoder = document_encoder(subject.tokenizer)
     shape = window_shape(TokenShards(wd.shards, "train").seq_len)
-    train_docs = read_split(wd.corpus, "train", encoder, max_tokens=prof.tokens_read, seed=seed, canary_texts=canary_texts,
-                            pii_finder=pii_starts, shape=shape)
-    held_docs = read_split(wd.corpus, "validation", encoder, max_tokens=prof.tokens_read, seed=seed, canary_texts=[],
-                           pii_finder=pii_starts, shape=shape)
+    read = dict(max_tokens=prof.tokens_read, seed=seed, pii_finder=pii_starts, shape=shape)
+    train_docs = read_split(wd.corpus, "train", encoder, canary_texts=canary_texts, **read)
+    held_docs = read_split(wd.corpus, "validation", encoder, canary_texts=[], **read)
     rng = np.random.default_rng([seed, 0xA0D17])
     windows = (random_windows(train_docs, "train", prof.random_windows, rng, shape)
                + random_windows(held_docs, "validation", prof.random_windows, rng, shape)
                + duplicated_windows(train_docs, prof.duplicated_windows, shape)
                + pii_adjacent_windows(train_docs, "train", prof.pii_windows, rng, shape))
-    del train_docs, held_docs
     rows = [w.ids for w in windows]
-    scores = {m: score_rows(model, rows, full=True, **kw) for m, model in models.items()}
-    result["extraction"] = extraction_section(windows, scores, tokenizer.decode)
-    result["membership"] = _membership(windows, scores, tokenizer.decode, seed)
+    scores = {m: score_rows(model, rows, full=True, **subject.kw) for m, model in subject.models.items()}
+    decode = subject.tokenizer.decode
+    return {"extraction": extraction_section(windows, scores, decode), "membership": _membership(windows, scores, decode, seed)}
 
-    say("[bold]audit[/]: sampling for PII …")
-    prompts = list(TEMPLATED_PROMPTS) + domain_prompts(wd.corpus, tokenizer, prof.domain_prompts, seed)
-    samples = sample_texts(models["trained"], tokenizer, prompts, per_prompt=prof.samples_per_prompt,
-                           new_tokens=prof.sample_tokens, seed=seed, opener=opener)
+
+def _regurgitation_test(wd: Workdir, recipe: Recipe, subject: _Subject, prof: Profile, seed: int) -> dict[str, Any]:
+    prompts = list(TEMPLATED_PROMPTS) + domain_prompts(wd.corpus, subject.tokenizer, prof.domain_prompts, seed)
+    samples = sample_texts(subject.models["trained"], subject.tokenizer, prompts, per_prompt=prof.samples_per_prompt,
+                           new_tokens=prof.sample_tokens, seed=seed, opener=subject.opener)
     hits = detect(samples)
     raw = raw_occurrences(list(hits), recipe.corpus.sources, wd.corpus, recipe.corpus)
-    result["regurgitation"] = regurgitation_section(samples, hits, raw, wd.corpus, prof.sample_tokens)
+    return regurgitation_section(samples, hits, raw, wd.corpus, prof.sample_tokens)
 
+
+def _add_verdicts(result: dict[str, Any]) -> None:
     result["canaries"]["verdict"] = canaries_verdict(result["canaries"]["records"])
     result["extraction"]["verdict"] = extraction_verdict(result["extraction"]["train_rate"], result["extraction"]["heldout_rate"])
     result["membership"]["verdict"] = membership_verdict(result["membership"])
     result["regurgitation"]["verdict"] = regurgitation_verdict(result["regurgitation"])
     result["verdicts"] = {t: result[t]["verdict"]["verdict"] for t in ("canaries", "extraction", "membership", "regurgitation")}
-    result["seconds"] = time.perf_counter() - started
-    write_json_atomic(wd.root / AUDIT_FILE, result)
-    say("[green]audited[/]: " + ", ".join(f"{t} {v}" for t, v in result["verdicts"].items()))
-    return result
 
 
 def pii_starts(text: str) -> list[int]:

@@ -1,0 +1,50 @@
+"""The audit as a pipeline stage: canaries change the ingest fingerprint, a corpus is up to date only with
+the canaries.json it was planted with, and objectives that do not generate are refused by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from selfsup.audit.canaries import canaries_intact
+from selfsup.audit.run import run_audit
+from selfsup.config import Recipe
+from selfsup.errors import UsageError
+from selfsup.ingest import ingest_sources
+from selfsup.pipeline import _canaries_intact, canary_request, ingest_fingerprint
+from selfsup.workdir import Workdir
+from tests.conftest import small_recipe, write_reference_docs
+
+
+def test_canaries_change_the_ingest_fingerprint(tmp_path):
+    docs = write_reference_docs(tmp_path / "docs", n=5)
+    recipe = small_recipe([docs])
+    wd = Workdir(tmp_path / "work")
+    plain = ingest_fingerprint(recipe, canary_request(recipe, wd), exclude=[])
+    recipe.audit.canaries = True
+    planted = ingest_fingerprint(recipe, canary_request(recipe, wd), exclude=[])
+    recipe.audit.repetitions = [1, 2]
+    assert len({plain, planted, ingest_fingerprint(recipe, canary_request(recipe, wd), exclude=[])}) == 3
+    assert canary_request(recipe, wd).seed == recipe.train.seed and canary_request(recipe, wd).path == wd.canaries
+
+
+def test_a_planted_corpus_is_stale_without_its_canaries_file(tmp_path):
+    docs = write_reference_docs(tmp_path / "docs", n=20)
+    recipe = small_recipe([docs])
+    recipe.audit.canaries = True
+    wd = Workdir(tmp_path / "work")
+    request = canary_request(recipe, wd)
+    manifest = ingest_sources([docs], wd.corpus, recipe.corpus, canaries=request)
+    assert _canaries_intact(wd, request) and canaries_intact(wd.canaries, manifest["canaries"])
+    wd.canaries.write_text(wd.canaries.read_text().replace("c000", "c999"))
+    assert not _canaries_intact(wd, request)
+    wd.canaries.unlink()
+    assert not _canaries_intact(wd, request)
+    assert not _canaries_intact(wd, None)  # a planted corpus is not what a recipe without canaries asks for
+
+
+@pytest.mark.parametrize("objective", ["mlm", "contrastive"])
+def test_objectives_that_do_not_generate_are_refused_by_name(tmp_path, objective):
+    recipe = Recipe()
+    recipe.objective.name = objective
+    with pytest.raises(UsageError, match=f"not {objective}"):
+        run_audit(tmp_path, recipe)
