@@ -82,6 +82,8 @@ def test_a_memorising_model_fails_the_audit_and_the_report_says_why(tmp_path: Pa
     assert any(f["masked"] == "ja…@ex…om" and f["in_training_text"] and f["sources"] for f in leaks)
     assert "jane.doe@example.com" not in json.dumps(audit)  # shown masked, never written out
     assert audit["verdicts"]["regurgitation"] == "FAIL"
+    for test, verdict in audit["verdicts"].items():
+        assert audit[test]["verdict"] == verdict and audit[test]["verdict_detail"]["rule"] and audit[test]["verdict_detail"]["source"]
 
     canaries = read_canaries(work.canaries)
     secrets = [x.secret for x in canaries]

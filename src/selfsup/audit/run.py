@@ -3,11 +3,13 @@
     {"profile", "sizes", "model", "base",
      "canaries":     {"planted", "by_repetition": {r: {"canaries", "mean_exposure", "max_exposure",
                       "mean_exposure_extrapolated", "max_exposure_extrapolated", "median_guesses"}},
-                      "reference_mean_exposure", "chance_threshold", "largest_r_at_chance", "records", "verdict"},
-     "extraction":   {"train_rate", "heldout_rate", "rates": {model: {"split/kind": {...}}}, "examples", "verdict"},
-     "membership":   {"auc", "auc_low", "auc_high", "strongest", "attacks": {name: {...}}, "verdict"},
-     "regurgitation": {"samples", "hits", "leaks", "found", "verdict"},
-     "verdicts":     {test: "PASS" | "WARN" | "FAIL" | "NOT RUN"}, "seconds"}
+                      "reference_mean_exposure", "chance_threshold", "largest_r_at_chance", "records"},
+     "extraction":   {"train_rate", "heldout_rate", "rates": {model: {"split/kind": {...}}}, "examples"},
+     "membership":   {"auc", "auc_low", "auc_high", "strongest", "attacks": {name: {...}}},
+     "regurgitation": {"samples", "hits", "leaks", "found"},
+     "verdicts":     {test: "PASS" | "WARN" | "FAIL" | "NOT RUN"}, "seconds", "seconds_by_test"}
+
+and in each test's object `verdict` (the same word) and `verdict_detail` ({"rule", "measured", "source"}).
 
 Canary records carry a digest, never the secret. The audit covers causal decoders (clm, fim, span
 on a decoder base); other objectives stop with a message that says so.
@@ -177,11 +179,16 @@ def _regurgitation_test(wd: Workdir, recipe: Recipe, subject: _Subject, prof: Pr
 
 
 def _add_verdicts(result: dict[str, Any]) -> None:
-    result["canaries"]["verdict"] = canaries_verdict(result["canaries"]["records"])
-    result["extraction"]["verdict"] = extraction_verdict(result["extraction"]["train_rate"], result["extraction"]["heldout_rate"])
-    result["membership"]["verdict"] = membership_verdict(result["membership"])
-    result["regurgitation"]["verdict"] = regurgitation_verdict(result["regurgitation"])
-    result["verdicts"] = {t: result[t]["verdict"]["verdict"] for t in ("canaries", "extraction", "membership", "regurgitation")}
+    """Each test's `verdict` (PASS / WARN / FAIL / NOT RUN) and `verdict_detail` (rule, measured, source);
+    `verdicts` gathers them."""
+    detail = {"canaries": canaries_verdict(result["canaries"]["records"]),
+              "extraction": extraction_verdict(result["extraction"]["train_rate"], result["extraction"]["heldout_rate"]),
+              "membership": membership_verdict(result["membership"]),
+              "regurgitation": regurgitation_verdict(result["regurgitation"])}
+    for test, d in detail.items():
+        result[test]["verdict"] = d["verdict"]
+        result[test]["verdict_detail"] = {k: v for k, v in d.items() if k != "verdict"}
+    result["verdicts"] = {test: d["verdict"] for test, d in detail.items()}
 
 
 def pii_starts(text: str) -> list[int]:

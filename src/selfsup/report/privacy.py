@@ -24,10 +24,9 @@ def privacy_section(inputs: ReportInputs) -> dict[str, Any]:
     audit = inputs.privacy.value
     if not audit:
         return {}
-    verdicts = [{"test": label, "verdict": _dict(_dict(audit.get(t)).get("verdict")).get("verdict", DASH),
-                 "measured": _dict(_dict(audit.get(t)).get("verdict")).get("measured", ""),
-                 "rule": _dict(_dict(audit.get(t)).get("verdict")).get("rule", ""),
-                 "source": _dict(_dict(audit.get(t)).get("verdict")).get("source", "")} for t, label in TESTS.items()]
+    verdicts = [{"test": label, "verdict": _dict(audit.get(t)).get("verdict", DASH),
+                 **{k: _dict(_dict(audit.get(t)).get("verdict_detail")).get(k, "") for k in ("measured", "rule", "source")}}
+                for t, label in TESTS.items()]
     return {"verdicts": verdicts, "profile": audit.get("profile"), "sizes": _sizes(audit),
             "canaries": _canaries(_dict(audit.get("canaries"))), "extraction": _extraction(_dict(audit.get("extraction"))),
             "membership": _membership(_dict(audit.get("membership"))),
