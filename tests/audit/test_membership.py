@@ -60,3 +60,14 @@ def test_the_base_control_removes_what_separates_the_sides_as_text():
     assert alone["auc"] > 0.7 and alone["net_of_base"] is False
     assert controlled["auc"] == pytest.approx(0.5) and controlled["net_of_base"] is True
     assert controlled["attacks"]["loss"]["base_auc"] == pytest.approx(alone["auc"])
+
+
+def test_a_base_that_separates_the_other_way_is_not_subtracted():
+    """auc_beyond_base never exceeds 1: only separation the base shows in the attack's own direction is removed."""
+    rng = np.random.default_rng(4)
+    members = [{"loss": float(v)} for v in rng.normal(3.0, 1.0, 200)]
+    non = [{"loss": float(v)} for v in rng.normal(0.0, 1.0, 200)]
+    base = ([{"loss": float(v)} for v in rng.normal(0.0, 1.0, 200)], [{"loss": float(v)} for v in rng.normal(0.5, 1.0, 200)])
+    out = membership_section(members, non, [f"m{i}" for i in range(200)], [f"n{i}" for i in range(200)], seed=0, base=base)
+    a = out["attacks"]["loss"]
+    assert a["base_auc"] < 0.5 and a["auc_beyond_base"] == pytest.approx(a["auc"]) and out["auc"] <= 1.0

@@ -74,8 +74,8 @@ def membership_section(members: list[dict[str, float]], non_members: list[dict[s
                        non_member_docs: list[str], seed: int, base: tuple[list[dict], list[dict]] | None = None) -> dict[str, Any]:
     """Per attack: AUC, its document-bootstrap interval, TPR at 1% FPR; with a base, the same attack run
     with the base's scores (`base_auc`): the base never saw either side, so what it separates is how
-    the two sides differ as text, not membership, and `auc_beyond_base` = 0.5 + auc − base_auc is what
-    training added. `auc` (what the verdict reads) is the strongest attack's, net of that control (the
+    the two sides differ as text, not membership, and `auc_beyond_base` = auc − (base_auc − 0.5) is what
+    training added (a base below 0.5 separates the other way, and is not subtracted). `auc` (what the verdict reads) is the strongest attack's, net of that control (the
     reference attack reads the base already, and is taken as it is)."""
     md, nd = np.array(member_docs), np.array(non_member_docs)
     attacks = {}
@@ -86,7 +86,7 @@ def membership_section(members: list[dict[str, float]], non_members: list[dict[s
         attacks[name] = {"auc": auc(m, n), "auc_low": lo, "auc_high": hi, "tpr_at_1pct_fpr": tpr_at_fpr(m, n)}
         if base is not None and name in base[0][0]:
             control = auc(np.array([s[name] for s in base[0]]), np.array([s[name] for s in base[1]]))
-            attacks[name] |= {"base_auc": control, "auc_beyond_base": 0.5 + attacks[name]["auc"] - control}
+            attacks[name] |= {"base_auc": control, "auc_beyond_base": attacks[name]["auc"] - max(0.0, control - 0.5)}
     net = {a: v.get("auc_beyond_base", v["auc"]) for a, v in attacks.items()}
     best = max(net, key=net.get) if net else None
     shift = attacks[best]["auc"] - net[best] if best else 0.0

@@ -55,12 +55,19 @@ def sample_texts(model, tokenizer, prompts: list[str], *, per_prompt: int, new_t
     return out
 
 
-def domain_prompts(corpus_dir: Path, tokenizer, n: int, seed: int, tokens: int = 12) -> list[str]:
-    """The first `tokens` tokens of `n` training documents drawn at random."""
+def domain_prompts(corpus_dir: Path, tokenizer, n: int, seed: int, tokens: int = 12, canary_texts: list[str] = ()) -> list[str]:
+    """The first `tokens` tokens of `n` training documents drawn at random (planted canaries taken out:
+    they have a test of their own, and a prompt must not hand the model one)."""
     texts = [d["text"] for d in read_documents(corpus_dir, split="train", columns=("text",))]
     rng = np.random.default_rng([seed, 0x9E6])
     picks = rng.choice(len(texts), size=min(n, len(texts)), replace=False) if texts else []
-    return [tokenizer.decode(tokenizer(texts[i][:400], add_special_tokens=False)["input_ids"][:tokens]) for i in picks]
+    prompts = []
+    for i in picks:
+        text = texts[i]
+        for canary in canary_texts:
+            text = text.replace(canary + "\n\n", "").replace(canary, "")
+        prompts.append(tokenizer.decode(tokenizer(text.lstrip()[:400], add_special_tokens=False)["input_ids"][:tokens]))
+    return prompts
 
 
 def detect(samples: list[dict[str, str]]) -> dict[str, dict[str, Any]]:

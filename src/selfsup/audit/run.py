@@ -120,7 +120,7 @@ def run_audit(workdir: Path, recipe: Recipe, *, profile: str | None = None, fing
     result |= _windows_tests(wd, subject, prof, seed, [c.text for c in canaries if c.repetitions])
     seconds["windows"], clock = time.perf_counter() - clock, time.perf_counter()  # one scoring pass serves both
     say("[bold]audit[/]: sampling for PII …")
-    result["regurgitation"] = _regurgitation_test(wd, recipe, subject, prof, seed)
+    result["regurgitation"] = _regurgitation_test(wd, recipe, subject, prof, seed, [c.text for c in canaries if c.repetitions])
     seconds["regurgitation"] = time.perf_counter() - clock
     _add_verdicts(result)
     result["seconds"] = time.perf_counter() - started
@@ -169,8 +169,9 @@ def _windows_tests(wd: Workdir, subject: _Subject, prof: Profile, seed: int, can
     return {"extraction": extraction_section(windows, scores, decode), "membership": _membership(windows, scores, decode, seed)}
 
 
-def _regurgitation_test(wd: Workdir, recipe: Recipe, subject: _Subject, prof: Profile, seed: int) -> dict[str, Any]:
-    prompts = list(TEMPLATED_PROMPTS) + domain_prompts(wd.corpus, subject.tokenizer, prof.domain_prompts, seed)
+def _regurgitation_test(wd: Workdir, recipe: Recipe, subject: _Subject, prof: Profile, seed: int,
+                        canary_texts: list[str]) -> dict[str, Any]:
+    prompts = list(TEMPLATED_PROMPTS) + domain_prompts(wd.corpus, subject.tokenizer, prof.domain_prompts, seed, canary_texts=canary_texts)
     samples = sample_texts(subject.models["trained"], subject.tokenizer, prompts, per_prompt=prof.samples_per_prompt,
                            new_tokens=prof.sample_tokens, seed=seed, opener=subject.opener)
     hits = detect(samples)
