@@ -301,13 +301,15 @@ def audit(
     PII regurgitation → WORKDIR/audit.json with a PASS / WARN / FAIL verdict per test (then run
     `selfsup report WORKDIR` to see it on the page). Canaries need [audit] canaries = true at ingest."""
     from selfsup.audit.run import PROFILES, run_audit
-    from selfsup.pipeline import recipe_of_workdir
+    from selfsup.pipeline import audit_stage_fingerprint, recipe_of_workdir
+    from selfsup.workdir import Workdir
 
     if profile is not None and profile not in PROFILES:
         raise UsageError(f"--profile {profile!r}: choose {' or '.join(PROFILES)}")
     recipe = load_recipe(config) if config else recipe_of_workdir(workdir)
     with writer_lock(workdir, "selfsup audit", wait=wait):
-        result = run_audit(workdir, recipe, profile=profile)
+        result = run_audit(workdir, recipe, profile=profile,
+                           fingerprint=audit_stage_fingerprint(recipe, Workdir(Path(workdir)), profile))
     _done(f"[green]wrote[/] {esc(Path(workdir) / 'audit.json')}: " + ", ".join(f"{t} {v}" for t, v in result["verdicts"].items()))
 
 

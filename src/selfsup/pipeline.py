@@ -187,7 +187,7 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
 
     audit_digest = None
     if recipe.audit.enabled:
-        fp = audit_fingerprint(recipe, run_digest, corpus_digest, _file_digest(wd.canaries))
+        fp = audit_stage_fingerprint(recipe, wd)
         stage("audit", fp, lambda: (_read_json(wd.audit_json) or {}).get("fingerprint") == fp,
               lambda: run_audit(wd.root, recipe, fingerprint=fp))
         audit_digest = _file_digest(wd.audit_json)
@@ -218,6 +218,13 @@ def recipe_of_workdir(workdir: Path) -> Recipe:
     if recipe.model.base is not None and Path(recipe.model.base).suffix.lower() == ".gguf":
         recipe.model.base = wd.base
     return recipe
+
+
+def audit_stage_fingerprint(recipe: Recipe, wd: Workdir, profile: str | None = None) -> str:
+    """What the audit stage's output depends on; `selfsup audit` with the recipe's profile writes the same,
+    so `selfsup run` afterwards does not audit again."""
+    return audit_fingerprint(recipe.model_copy(update={"audit": recipe.audit.model_copy(update={"profile": profile or recipe.audit.profile})}),
+                             manifest_digest(wd.run), manifest_digest(wd.corpus), _file_digest(wd.canaries))
 
 
 def canary_request(recipe: Recipe, wd: Workdir) -> CanaryRequest | None:

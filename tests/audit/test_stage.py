@@ -48,3 +48,13 @@ def test_objectives_that_do_not_generate_are_refused_by_name(tmp_path, objective
     recipe.objective.name = objective
     with pytest.raises(UsageError, match=f"not {objective}"):
         run_audit(tmp_path, recipe)
+
+
+def test_selfsup_audit_at_the_recipes_profile_counts_as_the_stage(tmp_path):
+    """`selfsup audit` writes the fingerprint the pipeline's stage checks (so `selfsup run` does not audit
+    again); another profile writes another one (and the next `run` audits at the recipe's)."""
+    from selfsup.pipeline import audit_stage_fingerprint
+
+    recipe, wd = Recipe(), Workdir(tmp_path)
+    assert audit_stage_fingerprint(recipe, wd) == audit_stage_fingerprint(recipe, wd, "quick")
+    assert audit_stage_fingerprint(recipe, wd, "full") != audit_stage_fingerprint(recipe, wd)
