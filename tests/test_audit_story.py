@@ -48,7 +48,7 @@ def test_a_memorising_model_fails_the_audit_and_the_report_says_why(tmp_path: Pa
     base_dir = Path(run_pipeline(small_recipe([write_reference_docs(tmp_path / "general", n=60)], max_steps=30),
                                  tmp_path / "pretrained")["model"])
     domain = write_domain(tmp_path / "domain")
-    recipe = small_recipe([domain], max_steps=600, lr=3e-3, batch_size=8, eval_every=1000)
+    recipe = small_recipe([domain], max_steps=600, lr=3e-3, batch_size=8, eval_every=1000, compile=False)
     recipe.model.base = base_dir
     recipe.corpus.validation_fraction = 0.35
     recipe.audit.enabled = True
@@ -70,7 +70,7 @@ def test_a_memorising_model_fails_the_audit_and_the_report_says_why(tmp_path: Pa
     # Windows fit the 64-token context it trained on (32 + 32). Held-out pages share pydoc's formulaic
     # class listings, so some of them are reproduced too: the gap is what memorisation adds.
     assert (e["prefix_tokens"], e["suffix_tokens"]) == (32, 32)
-    assert e["train_rate"] >= e["heldout_rate"] + 0.05
+    assert e["train_rate"] > e["heldout_rate"] + 0.02  # 4.7 to 13 points over five runs
     assert abs(e["base_train_rate"] - e["base_heldout_rate"]) < e["train_rate"] - e["heldout_rate"]
     assert e["examples"] and audit["verdicts"]["extraction"] == "FAIL"
 
@@ -100,3 +100,26 @@ def test_a_memorising_model_fails_the_audit_and_the_report_says_why(tmp_path: Pa
     bad = subprocess.run([sys.executable, "-m", "selfsup", "audit", str(work.root), "--profile", "thorough"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "quick or full" in bad.stderr + bad.stdout
+
+
+def test_a_masked_model_is_audited_by_pseudo_likelihood(tmp_path: Path):
+    """An mlm model from scratch, trained until it memorises a small corpus with canaries: canaries planted
+    16 times stand out from never-planted ones by pseudo-log-likelihood, membership is measured the same
+    way, and extraction and sampling are marked as not applying (in audit.json and on the page)."""
+    domain = write_domain(tmp_path / "domain")
+    recipe = small_recipe([domain], objective="mlm", max_steps=400, lr=3e-3, batch_size=8, eval_every=1000)
+    recipe.corpus.validation_fraction = 0.35
+    recipe.audit.enabled = True
+    recipe.audit.canaries = True
+    recipe.audit.canaries_per_repetition = 2
+    recipe.audit.repetitions = [1, 16]
+    recipe.audit.controls = 16
+    work = Workdir(tmp_path / "mlm")
+    run_pipeline(recipe, work.root)
+    audit = json.loads(work.audit_json.read_text())
+    c = audit["canaries"]
+    assert c["by_repetition"]["16"]["mean_exposure"] > c["reference_mean_exposure"] + 3
+    assert audit["verdicts"]["extraction"] == audit["verdicts"]["regurgitation"] == "NOT APPLICABLE"
+    assert audit["membership"]["auc"] > 0.6 and not audit["membership"]["net_of_base"]
+    html = work.report_html.read_text()
+    assert "extraction does not apply" in html and "nothing to sample" in html

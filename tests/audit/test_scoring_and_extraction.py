@@ -4,6 +4,7 @@ suffix for exactly as many tokens as the pass says, and its statistics are the f
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from selfsup.audit.extraction import extracted, matched_tokens
@@ -88,3 +89,27 @@ def test_duplicated_windows_rank_by_copies():
 
 def test_windows_fit_the_context_the_model_trained_on():
     assert window_shape(2048) == Shape(50, 50) and window_shape(64) == Shape(32, 32) and window_shape(65).total == 65
+
+
+def test_masked_scores_are_pseudo_log_likelihoods():
+    """Exact PLL (groups=None) scores each target with only itself masked; seven groups mask every seventh
+    token per copy, and every position is scored exactly once either way."""
+    from selfsup.audit.scoring import score_masked_rows
+
+    torch.manual_seed(0)
+    model = build_model("mlm", "tiny", vocab_size=300, seq_len=64, special_ids={**IDS, "mask": 4}).eval()
+    rng = np.random.default_rng(3)
+    rows = [rng.integers(5, 300, n).tolist() for n in (12, 30)]
+    targets = [np.array([2, 5, 9]), np.arange(30)]
+    exact = score_masked_rows(model, rows, targets, groups=None, mask_id=4, batch_size=4, device=torch.device("cpu"),
+                              amp_dtype=None, pad_id=0)
+    for row, t, s in zip(rows, targets, exact):
+        for j, pos in enumerate(t):
+            ids = torch.tensor([row])
+            ids[0, pos] = 4
+            with torch.no_grad():
+                lp = torch.log_softmax(model(input_ids=ids).logits[0, pos].float(), -1)
+            assert s.log_prob[j] == pytest.approx(float(lp[row[pos]]), abs=1e-4)
+    grouped = score_masked_rows(model, rows[1:], targets[1:], groups=7, mask_id=4, batch_size=4,
+                                device=torch.device("cpu"), amp_dtype=None, pad_id=0)[0]
+    assert grouped.log_prob.shape == (30,) and np.isfinite(grouped.log_prob).all() and (grouped.sigma > 0).all()

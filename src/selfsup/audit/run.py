@@ -7,12 +7,15 @@
      "extraction":   {"train_rate", "heldout_rate", "rates": {model: {"split/kind": {...}}}, "examples"},
      "membership":   {"auc", "auc_low", "auc_high", "strongest", "attacks": {name: {...}}},
      "regurgitation": {"samples", "hits", "leaks", "found"},
-     "verdicts":     {test: "PASS" | "WARN" | "FAIL" | "NOT RUN"}, "seconds", "seconds_by_test"}
+     "verdicts":     {test: "PASS" | "WARN" | "FAIL" | "NOT RUN" | "NOT APPLICABLE"}, "seconds", "seconds_by_test"}
 
 and in each test's object `verdict` (the same word) and `verdict_detail` ({"rule", "measured", "source"}).
 
 Canary records carry a digest, never the secret. The audit covers causal decoders (clm, fim, span
-on a decoder base); other objectives stop with a message that says so.
+on a decoder base) and masked-LM encoders (mlm), which are scored by pseudo-log-likelihood: a
+token's log-probability with itself masked (a canary's secret in 3 passes, each masking every third
+of its tokens; a window in 7); extraction and sampling do not apply to them and are marked so.
+Embedding objectives (contrastive, tsdae) stop with a message that says why.
 """
 
 from __future__ import annotations
@@ -44,8 +47,14 @@ from selfsup.audit.regurgitation import (
     regurgitation_section,
     sample_texts,
 )
-from selfsup.audit.scoring import score_rows
-from selfsup.audit.verdicts import canaries_verdict, extraction_verdict, membership_verdict, regurgitation_verdict
+from selfsup.audit.scoring import RowScores, score_masked_rows, score_rows
+from selfsup.audit.verdicts import (
+    canaries_verdict,
+    extraction_verdict,
+    membership_verdict,
+    not_applicable,
+    regurgitation_verdict,
+)
 from selfsup.audit.windows import PLACEHOLDER, duplicated_windows, pii_adjacent_windows, random_windows, read_split, window_shape
 from selfsup.clean.pii import find_pii
 from selfsup.config import Recipe, settings_hash
@@ -54,6 +63,11 @@ from selfsup.errors import UsageError
 from selfsup.manifest import write_json_atomic
 from selfsup.workdir import Workdir
 
+
+
+WINDOW_PASSES = 7  # a masked LM scores a window in 7 passes, each masking every 7th token (~14%, as training masks 15%)
+CANARY_PASSES = 3  # and a canary's secret in 3, each masking every 3rd of its tokens: exact PLL costs 12 passes a secret
+NOT_GENERATIVE = "a masked LM does not generate text: nothing to sample"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +108,26 @@ class _Subject:
     opener: int | None
     first: int  # the id a text opens with (BOS where the tokenizer expects one, else EOS)
     kw: dict[str, Any]  # score_rows' batch_size, device, amp_dtype, pad_id
+    mask_id: int | None = None  # a masked LM: scored by pseudo-log-likelihood
+
+    def score(self, model, rows: list[list[int]], targets: list[np.ndarray] | None = None, *, full: bool = True,
+              batch_size: int | None = None) -> list[RowScores]:
+        """Per-position scores of `rows`: next-token (decoder; every position, `targets` unused) or with the
+        position masked (masked LM: the `targets` positions in CANARY_PASSES passes, else every token in
+        WINDOW_PASSES passes)."""
+        kw = {**self.kw, "batch_size": batch_size or self.kw["batch_size"]}
+        if self.mask_id is None:
+            return score_rows(model, rows, full=full, **kw)
+        if targets is None:
+            return score_masked_rows(model, rows, [np.arange(len(r)) for r in rows], groups=WINDOW_PASSES, mask_id=self.mask_id, **kw)
+        return score_masked_rows(model, rows, targets, groups=CANARY_PASSES, mask_id=self.mask_id, **kw)
 
 
 def run_audit(workdir: Path, recipe: Recipe, *, profile: str | None = None, fingerprint: str | None = None) -> dict[str, Any]:
     """Every test of the audit on the work directory's trained model; writes and returns audit.json."""
-    if recipe.model_objective != "clm":
-        raise UsageError(f"the audit covers language models that generate (clm, fim, span on a decoder base), not "
-                         f"{recipe.objective.name}: an embedding or masked model has no text to extract or sample")
+    if recipe.model_objective not in ("clm", "mlm"):
+        raise UsageError(f"the audit covers language models (clm, fim, span on a decoder base, mlm), not "
+                         f"{recipe.objective.name}: an embedding model has no token probabilities to read")
     started = time.perf_counter()
     wd = Workdir(Path(workdir))
     name = profile or recipe.audit.profile
@@ -113,15 +140,17 @@ def run_audit(workdir: Path, recipe: Recipe, *, profile: str | None = None, fing
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     say(f"[bold]audit[/] ({name}): canaries …")
-    result["canaries"] = canary_section(subject.models["trained"], subject.tokenizer, canaries, prof.references, seed,
-                                        subject.first, subject.kw)
+    result["canaries"] = canary_section(subject, canaries, prof.references, seed)
     seconds["canaries"], clock = time.perf_counter() - clock, time.perf_counter()
     say("[bold]audit[/]: extraction and membership …")
     result |= _windows_tests(wd, subject, prof, seed, [c.text for c in canaries if c.repetitions])
     seconds["windows"], clock = time.perf_counter() - clock, time.perf_counter()  # one scoring pass serves both
-    say("[bold]audit[/]: sampling for PII …")
-    result["regurgitation"] = _regurgitation_test(wd, recipe, subject, prof, seed, [c.text for c in canaries if c.repetitions])
-    seconds["regurgitation"] = time.perf_counter() - clock
+    if subject.mask_id is None:
+        say("[bold]audit[/]: sampling for PII …")
+        result["regurgitation"] = _regurgitation_test(wd, recipe, subject, prof, seed, [c.text for c in canaries if c.repetitions])
+        seconds["regurgitation"] = time.perf_counter() - clock
+    else:
+        result["regurgitation"] = {"applies": False, "note": NOT_GENERATIVE}
     _add_verdicts(result)
     result["seconds"] = time.perf_counter() - started
     result["seconds_by_test"] = seconds
@@ -136,16 +165,18 @@ def _load(wd: Workdir, recipe: Recipe, prof: Profile) -> _Subject:
     from selfsup.tokens import document_opener, load_tokenizer, special_ids
     from selfsup.train.hardware import autocast_dtype, pick_device
 
+    family = recipe.model_objective
     device = pick_device()
     tokenizer = load_tokenizer(wd.tokenizer)
     ids = special_ids(tokenizer)
     opener = document_opener(tokenizer)
     model_dir = resolve_model_dir(wd.run)
-    models = {"trained": load_pretrained(model_dir, "clm").to(device)}
+    models = {"trained": load_pretrained(model_dir, family).to(device)}
     if recipe.model.base is not None:  # as training started: rows for added tokens exist, as in eval
-        models["base"] = load_base_for_training(recipe.model.model_copy(update={"lora": False}), "clm", wd.tokenizer).to(device)
+        models["base"] = load_base_for_training(recipe.model.model_copy(update={"lora": False}), family, wd.tokenizer).to(device)
     kw = dict(batch_size=prof.batch_size, device=device, amp_dtype=autocast_dtype(recipe.train.precision, device), pad_id=ids["pad"])
-    return _Subject(models, model_dir, tokenizer, opener, opener if opener is not None else ids["eos"], kw)
+    return _Subject(models, model_dir, tokenizer, opener, opener if opener is not None else ids["eos"], kw,
+                    mask_id=ids["mask"] if family == "mlm" else None)
 
 
 def _windows_tests(wd: Workdir, subject: _Subject, prof: Profile, seed: int, canary_texts: list[str]) -> dict[str, Any]:
@@ -164,9 +195,12 @@ def _windows_tests(wd: Workdir, subject: _Subject, prof: Profile, seed: int, can
                + duplicated_windows(train_docs, prof.duplicated_windows, shape)
                + pii_adjacent_windows(train_docs, "train", prof.pii_windows, rng, shape))
     rows = [w.ids for w in windows]
-    scores = {m: score_rows(model, rows, full=True, **subject.kw) for m, model in subject.models.items()}
+    scores = {m: subject.score(model, rows) for m, model in subject.models.items()}
     decode = subject.tokenizer.decode
-    return {"extraction": extraction_section(windows, scores, decode), "membership": _membership(windows, scores, decode, seed)}
+    extraction = (extraction_section(windows, scores, decode) if subject.mask_id is None
+                  else {"applies": False, "train_rate": None, "heldout_rate": None,
+                        "note": "a masked LM does not continue a prefix: extraction does not apply"})
+    return {"extraction": extraction, "membership": _membership(windows, scores, decode, seed)}
 
 
 def _regurgitation_test(wd: Workdir, recipe: Recipe, subject: _Subject, prof: Profile, seed: int,
@@ -180,12 +214,14 @@ def _regurgitation_test(wd: Workdir, recipe: Recipe, subject: _Subject, prof: Pr
 
 
 def _add_verdicts(result: dict[str, Any]) -> None:
-    """Each test's `verdict` (PASS / WARN / FAIL / NOT RUN) and `verdict_detail` (rule, measured, source);
+    """Each test's `verdict` (PASS / WARN / FAIL / NOT RUN / NOT APPLICABLE) and `verdict_detail` (rule, measured, source);
     `verdicts` gathers them."""
     detail = {"canaries": canaries_verdict(result["canaries"]["records"]),
-              "extraction": extraction_verdict(result["extraction"]["train_rate"], result["extraction"]["heldout_rate"]),
+              "extraction": extraction_verdict(result["extraction"]["train_rate"], result["extraction"]["heldout_rate"])
+              if result["extraction"].get("applies", True) else not_applicable("extraction", result["extraction"]["note"]),
               "membership": membership_verdict(result["membership"]),
-              "regurgitation": regurgitation_verdict(result["regurgitation"])}
+              "regurgitation": regurgitation_verdict(result["regurgitation"])
+              if result["regurgitation"].get("applies", True) else not_applicable("regurgitation", NOT_GENERATIVE)}
     for test, d in detail.items():
         result[test]["verdict"] = d["verdict"]
         result[test]["verdict_detail"] = {k: v for k, v in d.items() if k != "verdict"}
@@ -202,7 +238,8 @@ def pii_starts(text: str) -> list[int]:
 # ---------------------------------------------------------------- canaries
 
 def canary_rows(tokenizer, texts_and_starts: list[tuple[str, int]], first: int) -> tuple[list[list[int]], list[np.ndarray]]:
-    """Each sentence as a row opened by `first`, and the target positions of its secret's tokens."""
+    """Each sentence as a row opened by `first`, and the target positions of its secret's tokens (the
+    position that predicts each: row index − 1)."""
     enc = tokenizer([t for t, _ in texts_and_starts], add_special_tokens=False, return_offsets_mapping=True)
     rows, secret = [], []
     for ids, offsets, (_, start) in zip(enc["input_ids"], enc["offset_mapping"], texts_and_starts):
@@ -211,23 +248,28 @@ def canary_rows(tokenizer, texts_and_starts: list[tuple[str, int]], first: int) 
     return rows, secret
 
 
-def log_perplexities(model, tokenizer, texts_and_starts, first: int, kw) -> np.ndarray:
-    """Bits: −log2 p(secret tokens | the sentence before them), per sentence."""
-    rows, secret = canary_rows(tokenizer, texts_and_starts, first)
-    scores = score_rows(model, rows, full=False, **{**kw, "batch_size": 8 * kw["batch_size"]})
+def log_perplexities(subject: _Subject, model, texts_and_starts) -> np.ndarray:
+    """Bits: −log2 p(secret tokens | the sentence before them); for a masked LM, the secret's
+    pseudo-log-likelihood (a third of its tokens masked at a time, the rest of the sentence visible)."""
+    rows, secret = canary_rows(subject.tokenizer, texts_and_starts, subject.first)
+    if subject.mask_id is not None:
+        scores = subject.score(model, rows, [k + 1 for k in secret])
+        return np.array([-s.log_prob.sum() / math.log(2) for s in scores])
+    scores = subject.score(model, rows, full=False, batch_size=8 * subject.kw["batch_size"])
     return np.array([-s.log_prob[k].sum() / math.log(2) for s, k in zip(scores, secret)])
 
 
-def canary_section(model, tokenizer, canaries: list[Canary], n_references: int, seed: int, first: int, kw) -> dict[str, Any]:
+def canary_section(subject: _Subject, canaries: list[Canary], n_references: int, seed: int) -> dict[str, Any]:
     if not canaries:
         return {"planted": False, "records": [], "by_repetition": {},
                 "note": "no canaries in this work directory: set [audit] canaries = true and run again (re-ingests and retrains)"}
+    model = subject.models["trained"]
     records = []
     for template in sorted({c.template for c in canaries}):
         spec = TEMPLATES_BY_NAME[template]
         mine = [c for c in canaries if c.template == template]
-        reference = log_perplexities(model, tokenizer, draw_references(spec, n_references, seed), first, kw)
-        planted = log_perplexities(model, tokenizer, [(c.text, c.secret_start) for c in mine], first, kw)
+        reference = log_perplexities(subject, model, draw_references(spec, n_references, seed))
+        planted = log_perplexities(subject, model, [(c.text, c.secret_start) for c in mine])
         interpolated = exposure_interpolated(planted, reference)
         extrapolated = exposure_extrapolated(planted, reference, spec.space_bits)
         for c, lp, e, x in zip(mine, planted, interpolated, extrapolated):

@@ -58,6 +58,8 @@ def _canaries(c: dict[str, Any]) -> dict[str, Any]:
 
 
 def _extraction(e: dict[str, Any]) -> dict[str, Any]:
+    if e.get("applies") is False:
+        return {"note": e.get("note")}
     rates = _dict(e.get("rates"))
     keys = sorted({k for m in rates.values() for k in _dict(m)})
     rows = [{"group": k.replace("validation", "held-out").replace("/", ", ").replace("_", " "),
