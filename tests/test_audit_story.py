@@ -44,18 +44,24 @@ def write_domain(folder: Path, chunk: int = 350) -> Path:
     return folder
 
 
-def test_a_memorising_model_fails_the_audit_and_the_report_says_why(tmp_path: Path):
-    base_dir = Path(run_pipeline(small_recipe([write_reference_docs(tmp_path / "general", n=60)], max_steps=30),
-                                 tmp_path / "pretrained")["model"])
-    domain = write_domain(tmp_path / "domain")
-    recipe = small_recipe([domain], max_steps=600, lr=3e-3, batch_size=8, eval_every=1000, compile=False)
-    recipe.model.base = base_dir
+def audited(recipe) -> None:
+    """A third of the pages held out (membership needs held-out documents to compare with), the audit on,
+    2 canaries planted once and 2 sixteen times, 16 never planted."""
     recipe.corpus.validation_fraction = 0.35
     recipe.audit.enabled = True
     recipe.audit.canaries = True
     recipe.audit.canaries_per_repetition = 2
     recipe.audit.repetitions = [1, 16]
     recipe.audit.controls = 16
+
+
+def test_a_memorising_model_fails_the_audit_and_the_report_says_why(tmp_path: Path):
+    base_dir = Path(run_pipeline(small_recipe([write_reference_docs(tmp_path / "general", n=60)], max_steps=30),
+                                 tmp_path / "pretrained")["model"])
+    domain = write_domain(tmp_path / "domain")
+    recipe = small_recipe([domain], max_steps=600, lr=3e-3, batch_size=8, eval_every=1000, compile=False)
+    recipe.model.base = base_dir
+    audited(recipe)
     work = Workdir(tmp_path / "adapted")
     result = run_pipeline(recipe, work.root)
     assert result["status"]["audit"] == "ran"
@@ -108,12 +114,7 @@ def test_a_masked_model_is_audited_by_pseudo_likelihood(tmp_path: Path):
     way, and extraction and sampling are marked as not applying (in audit.json and on the page)."""
     domain = write_domain(tmp_path / "domain")
     recipe = small_recipe([domain], objective="mlm", max_steps=400, lr=3e-3, batch_size=8, eval_every=1000)
-    recipe.corpus.validation_fraction = 0.35
-    recipe.audit.enabled = True
-    recipe.audit.canaries = True
-    recipe.audit.canaries_per_repetition = 2
-    recipe.audit.repetitions = [1, 16]
-    recipe.audit.controls = 16
+    audited(recipe)
     work = Workdir(tmp_path / "mlm")
     run_pipeline(recipe, work.root)
     audit = json.loads(work.audit_json.read_text())

@@ -3,7 +3,8 @@
     canaries   random secrets planted by ingest, their exposure after training (The Secret Sharer)
     windows    training and held-out token windows: random, most duplicated, next to PII
     scoring    one teacher-forced pass per window: log-probabilities, greedy hits, the vocabulary's
-               mean and spread (what extraction and membership inference read)
+               mean and spread (what extraction and membership inference read); for a masked LM,
+               pseudo-log-likelihood (each token scored with itself masked)
     extraction whether greedy decoding reproduces a window's suffix (Carlini et al. 2022)
     membership loss, zlib, Min-K%, Min-K%++ and reference-model attacks: AUC, TPR at 1% FPR
     regurgitation  sampled text → the ingest PII detectors → found verbatim in the raw sources?
