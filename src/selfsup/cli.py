@@ -142,11 +142,15 @@ def ingest(
     from selfsup.ingest.dry_run import plan_sources
     from selfsup.ingest.summary import plan_table, summary
 
+    from selfsup.pipeline import canary_request
+    from selfsup.workdir import Workdir
+
     recipe = _recipe(config)
+    canaries = canary_request(recipe, Workdir(out.parent))  # [audit] canaries: planted at the merge, recorded beside OUT
     if merge:
         if sources or shard or dry_run:
             raise UsageError("--merge reads the shards in --out: give it no sources, --shard or --dry-run")
-        console.print(summary(merge_shards(out, recipe.corpus)))
+        console.print(summary(merge_shards(out, recipe.corpus, canaries=canaries)))
         return
     sources = sources or recipe.corpus.sources
     index, count = parse_shard(shard) if shard else (0, 1)
@@ -158,7 +162,7 @@ def ingest(
         _done(f"[green]shard {index}/{count}[/]: {info['files']:,} files ({info['extracted']:,} extracted, "
               f"{info['reused']:,} unchanged) into {out}/extracted/; when all {count} are done: selfsup ingest --merge --out {out}")
         return
-    console.print(summary(ingest_sources(sources, out, recipe.corpus, progress=True, reuse=not fresh)))
+    console.print(summary(ingest_sources(sources, out, recipe.corpus, progress=True, reuse=not fresh, canaries=canaries)))
 
 
 @app.command()
@@ -306,7 +310,7 @@ def audit(
 
     if profile is not None and profile not in PROFILES:
         raise UsageError(f"--profile {profile!r}: choose {' or '.join(PROFILES)}")
-    recipe = load_recipe(config) if config else recipe_of_workdir(workdir)
+    recipe = recipe_of_workdir(workdir, config)
     with writer_lock(workdir, "selfsup audit", wait=wait):
         result = run_audit(workdir, recipe, profile=profile,
                            fingerprint=audit_stage_fingerprint(recipe, Workdir(Path(workdir)), profile))

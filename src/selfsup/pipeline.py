@@ -206,15 +206,14 @@ def run_pipeline(recipe: Recipe, workdir: Path, *, fresh: bool = False, nproc: i
     return {"status": status, "report": str(wd.report_html), "model": str(wd.model), "eval": str(wd.eval_json)}
 
 
-def recipe_of_workdir(workdir: Path) -> Recipe:
-    """The recipe a work directory was run with (WORKDIR/recipe.json), its base resolved as the run resolved it."""
-    from selfsup.config import recipe_from_dict
+def recipe_of_workdir(workdir: Path, config: Path | None = None) -> Recipe:
+    """The recipe a work directory was run with (`config` if given, else the one the user gave `selfsup run`),
+    its base resolved as the run resolved it: a GGUF base was imported to WORKDIR/base."""
+    from selfsup.config import load_recipe
+    from selfsup.rebase import original_recipe
 
     wd = Workdir(Path(workdir))
-    raw = _read_json(wd.root / RECIPE_FILE)
-    if raw is None:
-        raise UsageError(f"{wd.root} has no {RECIPE_FILE}: it was not made by `selfsup run`; pass the recipe with --config")
-    recipe = recipe_from_dict(raw, origin=str(wd.root / RECIPE_FILE))
+    recipe = load_recipe(config) if config else original_recipe(wd.root)
     if recipe.model.base is not None and Path(recipe.model.base).suffix.lower() == ".gguf":
         recipe.model.base = wd.base
     return recipe
@@ -223,8 +222,8 @@ def recipe_of_workdir(workdir: Path) -> Recipe:
 def audit_stage_fingerprint(recipe: Recipe, wd: Workdir, profile: str | None = None) -> str:
     """What the audit stage's output depends on; `selfsup audit` with the recipe's profile writes the same,
     so `selfsup run` afterwards does not audit again."""
-    return audit_fingerprint(recipe.model_copy(update={"audit": recipe.audit.model_copy(update={"profile": profile or recipe.audit.profile})}),
-                             manifest_digest(wd.run), manifest_digest(wd.corpus), _file_digest(wd.canaries))
+    return audit_fingerprint(recipe, profile or recipe.audit.profile, manifest_digest(wd.run), manifest_digest(wd.corpus),
+                             _file_digest(wd.canaries))
 
 
 def canary_request(recipe: Recipe, wd: Workdir) -> CanaryRequest | None:

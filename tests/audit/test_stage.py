@@ -58,3 +58,19 @@ def test_selfsup_audit_at_the_recipes_profile_counts_as_the_stage(tmp_path):
     recipe, wd = Recipe(), Workdir(tmp_path)
     assert audit_stage_fingerprint(recipe, wd) == audit_stage_fingerprint(recipe, wd, "quick")
     assert audit_stage_fingerprint(recipe, wd, "full") != audit_stage_fingerprint(recipe, wd)
+
+
+def test_selfsup_ingest_plants_the_canaries_a_recipe_asks_for(tmp_path):
+    """Stage by stage, `selfsup ingest --config` with [audit] canaries plants them too, recorded beside the corpus."""
+    import json
+    import subprocess
+    import sys
+
+    docs = write_reference_docs(tmp_path / "docs", n=20)
+    (tmp_path / "recipe.toml").write_text("[corpus]\nvalidation_fraction = 0.1\nworkers = 0\n\n[audit]\ncanaries = true\n")
+    out = tmp_path / "work" / "corpus"
+    done = subprocess.run([sys.executable, "-m", "selfsup", "ingest", str(docs), "--out", str(out), "--config",
+                           str(tmp_path / "recipe.toml")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert canaries_intact(tmp_path / "work" / "canaries.json", manifest["canaries"])

@@ -58,12 +58,14 @@ def sample_texts(model, tokenizer, prompts: list[str], *, per_prompt: int, new_t
 def domain_prompts(corpus_dir: Path, tokenizer, n: int, seed: int, tokens: int = 12, canary_texts: list[str] = ()) -> list[str]:
     """The first `tokens` tokens of `n` training documents drawn at random (planted canaries taken out:
     they have a test of their own, and a prompt must not hand the model one)."""
-    texts = [d["text"] for d in read_documents(corpus_dir, split="train", columns=("text",))]
+    from selfsup.manifest import read_json_dict
+
+    n_train = (read_json_dict(Path(corpus_dir) / "manifest.json") or {}).get("train_documents") or 0
     rng = np.random.default_rng([seed, 0x9E6])
-    picks = rng.choice(len(texts), size=min(n, len(texts)), replace=False) if texts else []
+    picks = set(rng.choice(n_train, size=min(n, n_train), replace=False).tolist()) if n_train else set()
+    chosen = [d["text"] for i, d in enumerate(read_documents(corpus_dir, split="train", columns=("text",))) if i in picks]
     prompts = []
-    for i in picks:
-        text = texts[i]
+    for text in chosen:  # documents are read one batch at a time: the corpus is never held whole
         for canary in canary_texts:
             text = text.replace(canary + "\n\n", "").replace(canary, "")
         prompts.append(tokenizer.decode(tokenizer(text.lstrip()[:400], add_special_tokens=False)["input_ids"][:tokens]))

@@ -63,8 +63,6 @@ from selfsup.errors import UsageError
 from selfsup.manifest import write_json_atomic
 from selfsup.workdir import Workdir
 
-
-
 WINDOW_PASSES = 7  # a masked LM scores a window in 7 passes, each masking every 7th token (~14%, as training masks 15%)
 CANARY_PASSES = 3  # and a canary's secret in 3, each masking every 3rd of its tokens: exact PLL costs 12 passes a secret
 NOT_GENERATIVE = "a masked LM does not generate text: nothing to sample"
@@ -93,8 +91,8 @@ PROFILES = {
 }
 
 
-def audit_fingerprint(recipe: Recipe, *digests: str | None) -> str:
-    return settings_hash("audit", recipe.audit.profile, recipe.audit.seed, recipe.train.seed, *digests)
+def audit_fingerprint(recipe: Recipe, profile: str, *digests: str | None) -> str:
+    return settings_hash("audit", profile, recipe.audit.seed, recipe.train.seed, *digests)
 
 
 @dataclass
@@ -135,6 +133,7 @@ def run_audit(workdir: Path, recipe: Recipe, *, profile: str | None = None, fing
     seed = recipe.audit.seed if recipe.audit.seed is not None else recipe.train.seed
     subject = _load(wd, recipe, prof)
     canaries = read_canaries(wd.canaries) if wd.canaries.is_file() else []
+    planted = [c.text for c in canaries if c.repetitions]
     result: dict[str, Any] = {"profile": name, "sizes": asdict(prof), "model": str(subject.model_dir), "fingerprint": fingerprint,
                               "base": str(recipe.model.base) if recipe.model.base else None}
     seconds: dict[str, float] = {}
@@ -143,11 +142,11 @@ def run_audit(workdir: Path, recipe: Recipe, *, profile: str | None = None, fing
     result["canaries"] = canary_section(subject, canaries, prof.references, seed)
     seconds["canaries"], clock = time.perf_counter() - clock, time.perf_counter()
     say("[bold]audit[/]: extraction and membership …")
-    result |= _windows_tests(wd, subject, prof, seed, [c.text for c in canaries if c.repetitions])
+    result |= _windows_tests(wd, subject, prof, seed, planted)
     seconds["windows"], clock = time.perf_counter() - clock, time.perf_counter()  # one scoring pass serves both
     if subject.mask_id is None:
         say("[bold]audit[/]: sampling for PII …")
-        result["regurgitation"] = _regurgitation_test(wd, recipe, subject, prof, seed, [c.text for c in canaries if c.repetitions])
+        result["regurgitation"] = _regurgitation_test(wd, recipe, subject, prof, seed, planted)
         seconds["regurgitation"] = time.perf_counter() - clock
     else:
         result["regurgitation"] = {"applies": False, "note": NOT_GENERATIVE}
@@ -232,7 +231,7 @@ def pii_starts(text: str) -> list[int]:
     """Where personal data starts in a corpus text: a scrubbed placeholder, or a detector hit (scrubbing off)."""
     starts = [m.start() for m in PLACEHOLDER.finditer(text)]
     starts += [at for _, value in find_pii(text) if (at := text.find(value)) >= 0]
-    return sorted(starts)
+    return sorted(set(starts))
 
 
 # ---------------------------------------------------------------- canaries

@@ -130,9 +130,9 @@ def score_masked_rows(model, rows: list[list[int]], targets: list[np.ndarray], *
             p = lp.exp()
             mu = (p * lp).sum(-1)
             sigma = ((p * lp * lp).sum(-1) - mu * mu).clamp_min(1e-12).sqrt()
-            picked = lp.gather(1, truth[:, None]).squeeze(1)
-            for j, pos in enumerate(masked.tolist()):
-                collected[i][pos] = (float(picked[j]), bool(lp[j].argmax() == truth[j]), float(mu[j]), float(sigma[j]))
+            stats = zip(lp.gather(1, truth[:, None]).squeeze(1).tolist(), (lp.argmax(-1) == truth).tolist(),
+                        mu.tolist(), sigma.tolist())
+            collected[i].update(zip(masked.tolist(), stats))
     out = []
     for i, t in enumerate(targets):
         values = [collected[i][int(p)] for p in t]
