@@ -150,3 +150,26 @@ def test_the_activation_budget_is_set_while_training_only(prepared, tmp_path, mo
     from selfsup.train import train_fingerprint
 
     assert train_fingerprint(recipe, "d", "t") == train_fingerprint(small_recipe([prepared["docs"]], max_steps=1), "d", "t")
+
+
+@pytest.mark.parametrize("compile_", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["eager", "compiled"])
+def test_packed_document_attention_trains_the_masked_model(prepared, tmp_path, capsys, monkeypatch, compile_):
+    """Where the loop takes packed-document attention (long blocks; here lowered to the fixture's 64 tokens),
+    it trains the model the dense document mask trains: the same losses to fp32 rounding, eager and
+    compiled (the attention runs eagerly between compiled layers), with grad_accum and fim in a mix."""
+    import selfsup.models.attention as attention
+
+    masked = small_recipe([prepared["docs"]], max_steps=3, precision="fp32", grad_accum=2)
+    masked.train.compile = compile_
+    masked.objective.mix = {"clm": 0.5, "fim": 0.5}
+    train(prepared["shards"], prepared["tokenizer"], tmp_path / "masked", masked, fingerprint="fp")
+    assert "packed-document" not in capsys.readouterr().err
+    monkeypatch.setattr(attention, "PACKED_MIN_TOKENS_CPU", 64)
+    train(prepared["shards"], prepared["tokenizer"], tmp_path / "packed", masked, fingerprint="fp")
+    assert "packed-document attention (no T×T mask)" in capsys.readouterr().err
+
+    def losses(run):
+        return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+
+    assert losses(tmp_path / "packed") == pytest.approx(losses(tmp_path / "masked"), rel=1e-5)
+    assert json.loads((tmp_path / "packed" / "run.json").read_text())["mix"]["micro_batches"]["fim"] > 0

@@ -1,4 +1,10 @@
-"""Attention for short blocks on the CPU: softmax(QKᵀ/√d)·V written out, for `torch.compile` to fuse.
+"""Attention for training: short blocks written out on the CPU, and packed documents without a T×T mask.
+
+Two forms beside transformers' SDPA, each chosen by `choose_attention` where it measures better, and
+each set on the model for training only (the name is not saved in config.json: export writes the
+standard SDPA model), with results equal to SDPA's to rounding (tests/models/test_attention.py).
+
+**Short blocks** (`SHORT_BLOCK_ATTENTION`): softmax(QKᵀ/√d)·V written out, for `torch.compile` to fuse.
 
 Why not SDPA everywhere: on the CPU, SDPA runs a flash-attention kernel built for long
 sequences and wide heads. For the blocks we train on there (256-512 tokens, heads of 32-64
@@ -10,14 +16,20 @@ blocks (`SHORT_BLOCK_TOKENS`), only on the CPU (GPUs have real flash kernels) an
 model is compiled (run eagerly, the written-out form is the slower one), and only while the scores
 kept for the backward stay small: on a real base (30 layers, 9 heads) SDPA is faster and leaner.
 
-It is registered with transformers' attention and mask interfaces under `SHORT_BLOCK_ATTENTION`
-and set on the model for training only: the name is not saved in config.json (export writes
-the standard SDPA model), and the results equal SDPA's to rounding (tests/models/test_attention.py).
+**Packed documents** (`PACKED_DOCUMENT_ATTENTION`): document-masked causal attention from the
+documents' boundaries alone (`cu_seq_lens_q`, transformers' keyword for packed sequences, made by
+`objectives/clm.py packed_document_bounds`), so no (B, 1, T, T) mask is ever built: at T = 8,192 that
+mask is 64 MB a row, and on a GPU any mask keeps SDPA off its flash kernel. On a GPU each document is
+one sequence of torch's variable-length flash attention (`varlen_attn`, causal window); on the CPU,
+where torch offers neither `varlen_attn` nor a FlexAttention backward (torch 2.13 refuses it), each
+document is one causal SDPA call, whose CPU flash kernel never materialises the scores either. The
+CPU form is the reference the GPU form is tested against, and both equal masked SDPA.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -32,6 +44,12 @@ SHORT_BLOCK_SCORES = 2**26
 # Families whose attention is plain scaled dot-product (no logit soft-capping, sinks or ALiBi): the
 # ones selfsup builds (llama, bert) and common base models continued on the CPU.
 PLAIN_ATTENTION_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "bert", "roberta"})
+PLAIN_DECODER_FAMILIES = PLAIN_ATTENTION_FAMILIES - {"bert", "roberta"}
+
+PACKED_DOCUMENT_ATTENTION = "selfsup_packed_documents"
+# Block length from which the CPU trains packed documents rather than SDPA with the dense mask:
+# bench/long_blocks.py, a 4-layer decoder at 8,192 tokens a step (see docs/performance.md).
+PACKED_MIN_TOKENS_CPU = 2048
 
 
 def short_block_attention(
@@ -67,6 +85,89 @@ def short_block_attention(
 
 AttentionInterface.register(SHORT_BLOCK_ATTENTION, short_block_attention)
 AttentionMaskInterface.register(SHORT_BLOCK_ATTENTION, sdpa_mask)  # the same boolean masks SDPA gets
+
+
+@torch.compiler.disable  # the documents' lengths are data: one eager call between compiled layers
+def packed_document_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,  # (B, H, T, D)
+    key: torch.Tensor,  # (B, H_kv, T, D)
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    cu_seq_lens_q: torch.Tensor | None = None,  # (N + 1,) int32: where each document starts in the flattened batch
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function signature; returns (B, T, H, D). Without `cu_seq_lens_q` (a model
+    called outside training, e.g. held-out scoring with a padding mask) it is plain SDPA."""
+    if cu_seq_lens_q is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    B, H, T, D = query.shape
+    # (B, H, T, D) → (B·T, H, D): the layout of variable-length attention, one row of tokens after another
+    q, k, v = (x.transpose(1, 2).reshape(B * T, x.shape[1], D) for x in (query, key, value))
+    dropout = dropout if module.training else 0.0
+    if query.device.type == "cuda" and dropout == 0.0 and (varlen := _varlen_attn()) is not None:
+        out = varlen(q, k, v, cu_seq_lens_q, cu_seq_lens_q, T, T, scale=scaling, window_size=(-1, 0),
+                     enable_gqa=k.shape[1] != H)
+    else:
+        out = _documents_one_by_one(q, k, v, cu_seq_lens_q, scaling, dropout)
+    return out.reshape(B, T, H, D), None
+
+
+def _documents_one_by_one(q, k, v, cu_seq_lens: torch.Tensor, scaling: float | None, dropout: float) -> torch.Tensor:
+    """Each document [s, e) of the flattened batch attends causally to itself alone: one SDPA call each."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = (x.repeat_interleave(groups, dim=1) if groups > 1 else x for x in (k, v))  # as repeat_kv, on (N, H, D)
+    bounds = cu_seq_lens.tolist()
+    pieces = [
+        F.scaled_dot_product_attention(q[s:e].transpose(0, 1)[None], k[s:e].transpose(0, 1)[None],
+                                       v[s:e].transpose(0, 1)[None], dropout_p=dropout, is_causal=True, scale=scaling)
+        [0].transpose(0, 1)
+        for s, e in zip(bounds[:-1], bounds[1:]) if e > s  # the bounds are padded with repeats of the end
+    ]
+    return torch.cat(pieces)
+
+
+def _varlen_attn():
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:  # torch < 2.10: SDPA document by document instead
+        return None
+    return varlen_attn
+
+
+def _packed_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs):
+    """No mask for packed batches (the boundaries travel as `cu_seq_lens_q`); SDPA's for padded ones."""
+    return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+AttentionInterface.register(PACKED_DOCUMENT_ATTENTION, packed_document_attention)
+AttentionMaskInterface.register(PACKED_DOCUMENT_ATTENTION, _packed_mask)
+
+
+def choose_attention(model: torch.nn.Module, device: torch.device, seq_len: int, compiled: bool,
+                     batch_size: int | None = None, *, document_mask: bool = False) -> str:
+    """Switch a model that runs SDPA to the fastest form that gives its results here; the name in use.
+
+    Packed documents where the objective masks documents and either a GPU runs (no mask keeps it on
+    flash kernels) or the CPU trains blocks of `PACKED_MIN_TOKENS_CPU` or more; short blocks where
+    `use_short_block_attention` says; SDPA otherwise.
+    """
+    config = getattr(model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if (document_mask and current == "sdpa" and getattr(config, "model_type", None) in PLAIN_DECODER_FAMILIES
+            and (device.type == "cuda" or seq_len >= PACKED_MIN_TOKENS_CPU) and hasattr(model, "set_attn_implementation")):
+        try:
+            model.set_attn_implementation(PACKED_DOCUMENT_ATTENTION)
+            return PACKED_DOCUMENT_ATTENTION
+        except (ValueError, NotImplementedError):
+            pass
+    if use_short_block_attention(model, device, seq_len, compiled, batch_size):
+        return SHORT_BLOCK_ATTENTION
+    return current or "eager"
 
 
 def use_short_block_attention(model: torch.nn.Module, device: torch.device, seq_len: int, compiled: bool,

@@ -12,6 +12,10 @@ With `document_mask`, each token attends only to earlier tokens of its own docum
 that closes document k opens segment k+1, so the first token of a document is predicted from the
 EOS alone, exactly as in evaluation, where each held-out document is scored as [EOS] + text + [EOS].
 
+With `packed_attention` (set by the training loop where the model runs models/attention.py's
+packed-document form: GPUs, and long blocks on the CPU) the mask is not built: the batch carries the
+documents' boundaries instead (`cu_seq_lens_q`, over the flattened batch), and positions as above.
+
 How it relates to the others: the objective of GPT-style base models; `fim` (later) reorders a
 document and then trains with this same loss; `mlm` predicts masked tokens from both sides.
 
@@ -33,6 +37,8 @@ class CausalLM:
     # Set by the training loop where the model qualifies (models/chunked_loss.py): the same loss
     # without full-vocabulary logits; otherwise transformers computes it from the logits.
     chunked_head = False
+    # Set by the training loop where the model attends by document boundaries (models/attention.py).
+    packed_attention = False
 
     def __init__(self, eos_id: int, document_mask: bool = True) -> None:
         self.eos_id = eos_id
@@ -45,7 +51,10 @@ class CausalLM:
 
     def make_batch(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         batch = {"input_ids": blocks, "labels": blocks}
-        if self.document_mask:
+        if self.document_mask and self.packed_attention:
+            batch["position_ids"] = document_positions(blocks, self.eos_id)
+            batch["cu_seq_lens_q"] = packed_document_bounds(blocks, self.eos_id)
+        elif self.document_mask:
             mask, positions = document_causal_mask(blocks, self.eos_id)
             batch["attention_mask"] = mask
             batch["position_ids"] = positions
@@ -54,12 +63,34 @@ class CausalLM:
 
 def document_causal_mask(blocks: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 1, T, T) bool mask (True = may attend) and (B, T) positions restarting at each document."""
-    B, T = blocks.shape
-    is_eos = blocks == eos_id
-    segment = torch.cumsum(is_eos.long(), dim=1)  # (B, T): the EOS opens the next segment
-    arange = torch.arange(T, device=blocks.device).expand(B, T)
-    start = torch.cummax(torch.where(is_eos, arange, torch.zeros_like(arange)), dim=1).values
-    positions = arange - start  # (B, T)
+    T = blocks.shape[1]
+    segment = torch.cumsum((blocks == eos_id).long(), dim=1)  # (B, T): the EOS opens the next segment
+    positions = document_positions(blocks, eos_id)
     causal = torch.ones(T, T, dtype=torch.bool, device=blocks.device).tril()
     same_doc = segment[:, :, None] == segment[:, None, :]  # (B, T, T)
     return (causal & same_doc)[:, None], positions
+
+
+def document_positions(blocks: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """(B, T) positions restarting at each document (the EOS that closes one opens the next)."""
+    B, T = blocks.shape
+    is_eos = blocks == eos_id
+    arange = torch.arange(T, device=blocks.device).expand(B, T)
+    start = torch.cummax(torch.where(is_eos, arange, torch.zeros_like(arange)), dim=1).values
+    return arange - start
+
+
+def packed_document_bounds(blocks: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """(B·T + 1,) int32: where each document starts in the flattened batch, then B·T, padded with B·T.
+
+    The segments are those of `document_causal_mask` (an EOS opens a document, and so does each row's
+    start). The length is fixed (B·T + 1 whatever the count of documents), so a compiled step does not
+    recompile as the count changes; the repeats at the end are empty documents, which attention skips.
+    """
+    B, T = blocks.shape
+    opens = blocks == eos_id
+    opens[:, 0] = True  # `blocks == eos_id` is a new tensor: the caller's blocks are untouched
+    n = B * T
+    index = torch.arange(n, device=blocks.device, dtype=torch.int32)
+    starts = torch.where(opens.reshape(-1), index, n).sort().values  # the starts in order, then n
+    return torch.cat([starts, starts.new_full((1,), n)])

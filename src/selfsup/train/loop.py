@@ -37,13 +37,14 @@ from selfsup.console import console, esc, say
 from selfsup.errors import StageFailure, UsageError
 from selfsup.manifest import MANIFEST, manifest_digest, read_manifest, write_json_atomic, write_manifest
 from selfsup.models import build_model, count_parameters, load_base_for_training
-from selfsup.models.attention import use_short_block_attention
+from selfsup.models.attention import PACKED_DOCUMENT_ATTENTION, SHORT_BLOCK_ATTENTION, choose_attention
 from selfsup.models.build import EMBEDDING_OBJECTIVES
 from selfsup.models.chunked_loss import supports_chunked_head
 from selfsup.models.fused_loss import use_fused_causal_loss
 from selfsup.models.lora import unwrap_lora
 from selfsup.models.param_groups import optimizer_param_groups
 from selfsup.objectives import get_objective
+from selfsup.objectives.clm import CausalLM
 from selfsup.pack import TokenShards
 from selfsup.pairs.rows import PairRows, pairs_dir, uses_pairs
 from selfsup.tokens import load_tokenizer, special_ids
@@ -225,7 +226,7 @@ def _train(
         f"[bold]train[/] {recipe.objective.label} · {n_params / 1e6:.2f}M parameters · {len(data)} blocks of "
         f"{seq_len} tokens · global batch {global_batch} · {device.type}"
         f"{' bf16' if amp_dtype is torch.bfloat16 else ' fp32'}{' · compiled' if t.compiled else ''}"
-        f"{' (short-block attention)' if t.short_attention else ''}"
+        f"{_ATTENTION_SAID.get(t.attention, '')}"
         f"{f' · {world.size} processes ({world.parallel})' if world.distributed else ''}"
         f"{' · chunked head loss' if t.chunked_head else ''}"
     )
@@ -429,8 +430,12 @@ class _Trainee:
     amp_dtype: torch.dtype | None
     n_params: int
     compiled: bool
-    short_attention: bool
+    attention: str  # the attention form the model trains with (models/attention.py choose_attention)
     chunked_head: bool
+
+
+_ATTENTION_SAID = {SHORT_BLOCK_ATTENTION: " (short-block attention)",
+                   PACKED_DOCUMENT_ATTENTION: " · packed-document attention (no T×T mask)"}
 
 
 def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids: dict, vocab_size: int, seq_len: int,
@@ -452,8 +457,12 @@ def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids
         compile_ = False
     if cfg.activation_checkpointing and not compile_:  # compiled, the partitioner recomputes (_activation_budget)
         _checkpoint_activations(model)
-    short_attention = use_short_block_attention(model, device, seq_len, compile_, cfg.batch_size)  # models/attention.py
     objective = get_objective(recipe.objective, ids, vocab_size, decoder=recipe.decoder)
+    batchers = _clm_batchers(objective)
+    attention = choose_attention(model, device, seq_len, compile_, cfg.batch_size,  # models/attention.py
+                                 document_mask=bool(batchers) and all(c.document_mask for c in batchers))
+    for clm in batchers if attention == PACKED_DOCUMENT_ATTENTION else ():
+        clm.packed_attention = True  # batches carry the documents' bounds instead of a (B, 1, T, T) mask
     chunked_head = _use_chunked_head(objective, model, world)  # models/chunked_loss.py: no full-vocabulary logits
     if not chunked_head:
         use_fused_causal_loss(model, compile_)  # models/fused_loss.py: a backward without a logits-sized fill
@@ -464,7 +473,7 @@ def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids
         model=model, wrapped=wrapped, optimizer=_adamw(model, cfg, device), objective=objective,
         loss_of=_loss_function(objective, wrapped, compile_=compile_, distributed=world.distributed),
         device=device, amp_dtype=amp_dtype, n_params=count_parameters(model), compiled=compile_,
-        short_attention=short_attention, chunked_head=chunked_head,
+        attention=attention, chunked_head=chunked_head,
     )
 
 
@@ -630,6 +639,16 @@ def _use_chunked_head(objective, model: torch.nn.Module, world: World) -> bool:
         return False
     target.chunked_head = True
     return True
+
+
+def _clm_batchers(objective) -> list[CausalLM]:
+    """Every causal-LM batch maker of an objective: its own, and its parts' (fim, span on a decoder, a mix)."""
+    found: list[CausalLM] = []
+    for part in [objective, *getattr(objective, "parts", {}).values()]:
+        for candidate in (part, getattr(part, "clm", None)):
+            if isinstance(candidate, CausalLM) and not any(candidate is c for c in found):
+                found.append(candidate)
+    return found
 
 
 def _adamw(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
