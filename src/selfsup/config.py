@@ -236,7 +236,7 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, ge=0, description="0 turns clipping off")
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto = bf16 autocast where supported")
-    compile: bool = False
+    compile: bool = Field(False, description="torch.compile the step; unset, on for a GPU (train/loop.py compile_on)")
     activation_checkpointing: bool = Field(
         False, description="memory-saving mode: compiled, the step keeps a tenth of its activations and recomputes "
         "the rest in the backward (uncompiled: each layer's input only); the CPU allocator stays at its defaults "

@@ -173,3 +173,14 @@ def test_packed_document_attention_trains_the_masked_model(prepared, tmp_path, c
 
     assert losses(tmp_path / "packed") == pytest.approx(losses(tmp_path / "masked"), rel=1e-5)
     assert json.loads((tmp_path / "packed" / "run.json").read_text())["mix"]["micro_batches"]["fim"] > 0
+
+
+def test_compile_is_on_by_default_on_a_gpu_only():
+    """Unset, `compile` is on for a GPU and off for a from-scratch CPU run; a recipe's value always wins."""
+    from selfsup.config import TrainConfig
+    from selfsup.train.loop import compile_on
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert compile_on(TrainConfig(), cuda) and not compile_on(TrainConfig(), cpu)
+    assert not compile_on(TrainConfig(compile=False), cuda)
+    assert compile_on(TrainConfig(compile=True), cpu)

@@ -451,7 +451,7 @@ def _prepare_trainee(recipe: Recipe, cfg, world: World, tokenizer_dir: Path, ids
             special_ids=ids, dropout=recipe.model.dropout,
         )
     model.to(device)
-    compile_ = cfg.compile
+    compile_ = compile_on(cfg, device)
     if compile_ and (missing := compiler_missing(device)):
         say(f"[yellow]\\[train] compile = true, but {esc(missing)}: training uncompiled (install g++ or set CXX to compile)")
         compile_ = False
@@ -639,6 +639,12 @@ def _use_chunked_head(objective, model: torch.nn.Module, world: World) -> bool:
         return False
     target.chunked_head = True
     return True
+
+
+def compile_on(cfg, device: torch.device) -> bool:
+    """`[train] compile` as set; unset, on for a GPU (where compiling costs seconds and pays for itself in a
+    few steps) and off for a from-scratch CPU run (continued runs set it: config.py CONTINUE_COMPILE)."""
+    return cfg.compile if "compile" in cfg.model_fields_set else cfg.compile or device.type == "cuda"
 
 
 def _clm_batchers(objective) -> list[CausalLM]:
