@@ -132,11 +132,26 @@ def test_a_killed_rank_stops_the_others_with_an_error(prepared, tmp_path):
     assert latest is not None and latest.name == "step-2"  # the last checkpoint before the loss is intact
 
 
-def test_grad_accum_that_does_not_split_is_refused(prepared, tmp_path):
-    """3 micro-batches cannot be shared by 2 processes: a one-line error naming the field and the fix."""
-    result = selfsup_train(prepared, tmp_path / "run", recipe_file(tmp_path, prepared, grad_accum=3), nproc=2)
+@pytest.mark.parametrize("objective,batch_size,grad_accum", [("clm", 2, 3), ("mlm", 4, 1)],
+                         ids=["clm-rows-of-3-micro-batches", "mlm-one-micro-batch"])
+def test_micro_batches_split_by_rows_match_one_process(prepared, tmp_path, objective, batch_size, grad_accum):
+    """A global batch whose micro-batches do not divide among 2 processes is split by rows: the same loss curve
+    and weights as 1 process. clm with 3 micro-batches of 2 (one cut in half), and mlm with one micro-batch of 4,
+    whose halves hold different numbers of masked tokens: each piece weighs its share of them."""
+    recipe = recipe_file(tmp_path, prepared, objective=objective, batch_size=batch_size, grad_accum=grad_accum)
+    one, two = tmp_path / "one", tmp_path / "two"
+    ok(selfsup_train(prepared, one, recipe))
+    ok(selfsup_train(prepared, two, recipe, nproc=2))
+    for step, loss in losses(one).items():
+        assert losses(two)[step] == pytest.approx(loss, rel=1e-5), step
+    assert_close_weights(final_weights(one), final_weights(two))
+
+
+def test_a_global_batch_that_does_not_split_is_refused(prepared, tmp_path):
+    """3 blocks a step cannot be shared by 2 processes: a one-line error naming the fields and the fix."""
+    result = selfsup_train(prepared, tmp_path / "run", recipe_file(tmp_path, prepared, batch_size=3, grad_accum=1), nproc=2)
     assert result.returncode != 0
-    assert "grad_accum" in result.stderr and "multiple of 2" in result.stderr
+    assert "batch_size × grad_accum" in result.stderr and "multiple of 2" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 
 from selfsup.config import ObjectiveConfig
-from selfsup.objectives.clm import CausalLM
+from selfsup.objectives.clm import CausalLM, packed_document_bounds
 from selfsup.objectives.contrastive import Contrastive
 from selfsup.objectives.fim import FillInTheMiddle
 from selfsup.objectives.mix import MixedObjective
@@ -85,3 +85,26 @@ def get_objective(cfg: ObjectiveConfig, special_ids: dict[str, int | None], voca
 
 __all__ = ["TSDAE", "CausalLM", "Contrastive", "DecoderSpanCorruption", "FillInTheMiddle", "MaskedLM", "MixedObjective",
            "Objective", "SpanCorruption", "get_objective"]
+
+
+# ---- a micro-batch shared by several processes (train/distributed.py my_pieces) ----
+
+def labelled_tokens(objective, batch: dict[str, torch.Tensor]) -> int:
+    """How many tokens the objective's loss averages over in `batch`: a piece of a micro-batch weighs its
+    share of them, so pieces on several processes add up to the micro-batch's mean."""
+    if "decoder_labels" in batch:  # tsdae: the decoder's tokens
+        labels = batch["decoder_labels"]
+    elif isinstance(getattr(objective, "clm", objective), CausalLM):  # position t is scored on token t+1
+        labels = batch["labels"][:, 1:]
+    else:  # mlm, span on T5: the labels as they stand
+        labels = batch["labels"]
+    return int((labels != -100).sum())
+
+
+def batch_rows(objective, batch: dict[str, torch.Tensor], lo: int, hi: int) -> dict[str, torch.Tensor]:
+    """Rows lo:hi of a batch made by `objective.make_batch` (every tensor is row-first; the packed documents'
+    bounds run over the flattened batch, so they are made again for the rows kept)."""
+    rows = {k: v[lo:hi] for k, v in batch.items() if k != "cu_seq_lens_q"}
+    if "cu_seq_lens_q" in batch:
+        rows["cu_seq_lens_q"] = packed_document_bounds(rows["input_ids"], getattr(objective, "clm", objective).eos_id)
+    return rows

@@ -5,10 +5,13 @@ calls it) starts the processes and sets RANK / WORLD_SIZE / LOCAL_RANK; this mod
 into a `World` the loop asks four things of:
 
 - how the global batch is split. An optimizer step always consumes `grad_accum` micro-batches
-  of `batch_size` blocks, in the order `DataOrder` gives, whatever the number of processes;
-  rank r takes micro-batches r, r+W, r+2W, ... So the global batch, the data order and the
-  objectives' masks (seeded by the global micro-batch index) are those of a 1-process run, and
-  `grad_accum` must be a multiple of the world size. Each rank scales its loss by
+  of `batch_size` blocks, in the order `DataOrder` gives, whatever the number of processes.
+  The step's blocks, micro-batch after micro-batch, are cut into W equal runs and rank r takes
+  run r (`my_pieces`): whole micro-batches where `grad_accum` is a multiple of W, else rows of
+  them. A micro-batch's masks are drawn for the whole micro-batch (seeded by its global index)
+  and each rank keeps its rows, so the global batch, the data order and the objectives' masks
+  are those of a 1-process run; `batch_size × grad_accum` must be a multiple of W. A piece's
+  loss is weighted by its share of the micro-batch's labelled tokens and scaled by
   W / grad_accum; DDP and FSDP average over ranks, which gives the 1-process mean.
 - how the model is wrapped: DDP (`parallel = "ddp"`, every rank holds the whole model) or FSDP2
   (`parallel = "fsdp"`, `fully_shard` per transformer block and at the root: parameters,
@@ -57,9 +60,19 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
-    def my_micro_batches(self, grad_accum: int) -> range:
-        """The global micro-batch indices this rank computes in every step."""
-        return range(self.rank, grad_accum, self.size)
+    def my_pieces(self, grad_accum: int, batch_size: int) -> list[tuple[int, int, int]]:
+        """(micro-batch, first row, end row) of each piece this rank computes in every step, in order.
+
+        The step's `grad_accum × batch_size` rows, micro-batch after micro-batch, cut into `size` equal
+        runs: run `rank` is this rank's. Every row is some rank's exactly once (check_split makes the
+        cut even)."""
+        share = grad_accum * batch_size // self.size
+        start, end = self.rank * share, (self.rank + 1) * share
+        pieces = []
+        for micro in range(start // batch_size, (end - 1) // batch_size + 1):
+            lo, hi = max(start, micro * batch_size), min(end, (micro + 1) * batch_size)
+            pieces.append((micro, lo - micro * batch_size, hi - micro * batch_size))
+        return pieces
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """DDP or FSDP2 around the model; the model itself when alone."""
@@ -172,14 +185,29 @@ def close_world(world: World) -> None:
         dist.destroy_process_group()
 
 
-def check_split(world: World, grad_accum: int, batch_size: int) -> None:
-    """The global batch (grad_accum micro-batches) must split evenly over the ranks."""
-    if grad_accum % world.size:
+def check_split(world: World, grad_accum: int, batch_size: int, *, rows_split: bool = True) -> None:
+    """The global batch must split evenly over the ranks: in rows, or (`rows_split` False: a loss over the
+    whole micro-batch, as in-batch negatives) in whole micro-batches."""
+    size, blocks = world.size, batch_size * grad_accum
+    if not rows_split and grad_accum % size:
         raise ConfigError(
-            f"[train] grad_accum = {grad_accum} micro-batches per step cannot be shared by {world.size} processes; "
-            f"set grad_accum to a multiple of {world.size} (the global batch is batch_size × grad_accum = "
-            f"{batch_size * grad_accum} blocks, whatever the number of processes)"
+            f"[train] grad_accum = {grad_accum} micro-batches per step cannot be shared by {size} processes: the "
+            f"contrastive loss ranks each query against its whole micro-batch, so a micro-batch stays on one process; "
+            f"set grad_accum to a multiple of {size} (and batch_size to {max(1, batch_size * grad_accum // size)} to "
+            f"keep the global batch of {blocks})"
         )
+    if blocks % size:
+        raise ConfigError(
+            f"[train] the global batch of batch_size × grad_accum = {batch_size} × {grad_accum} = {blocks} blocks cannot "
+            f"be shared by {size} processes; make it a multiple of {size} (e.g. batch_size = "
+            f"{-(-batch_size // size) * size}), whatever the number of processes it is the same training"
+        )
+
+
+def rows_split(objective_names) -> bool:
+    """Whether a micro-batch's rows may go to different processes: not when the loss ranks rows against
+    each other (contrastive's in-batch negatives)."""
+    return "contrastive" not in objective_names
 
 
 def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -43,7 +43,7 @@ from selfsup.models.chunked_loss import supports_chunked_head
 from selfsup.models.fused_loss import use_fused_causal_loss
 from selfsup.models.lora import unwrap_lora
 from selfsup.models.param_groups import optimizer_param_groups
-from selfsup.objectives import get_objective
+from selfsup.objectives import batch_rows, get_objective, labelled_tokens
 from selfsup.objectives.clm import CausalLM
 from selfsup.pack import TokenShards
 from selfsup.pairs.rows import PairRows, pairs_dir, uses_pairs
@@ -53,7 +53,7 @@ from selfsup.train import faults
 from selfsup.train.checkpoint import CorruptCheckpoint, iter_checkpoints, load_checkpoint, save_checkpoint
 from selfsup.train.data_order import DataOrder
 from selfsup.train.replay import replay_shards_dir, training_blocks
-from selfsup.train.distributed import World, check_split, close_world, full_grad_norm, init_world, peer_lost
+from selfsup.train.distributed import World, check_split, close_world, full_grad_norm, init_world, peer_lost, rows_split
 from selfsup.train.guards import LossSpikeMonitor, NonFiniteGuard
 from selfsup.train.hardware import (
     autocast,
@@ -176,7 +176,7 @@ def _train(
         torch.set_num_threads(cfg.threads)
     device = pick_device(world.local_rank)
     amp_dtype = autocast_dtype(cfg.precision, device)
-    check_split(world, cfg.grad_accum, cfg.batch_size)
+    check_split(world, cfg.grad_accum, cfg.batch_size, rows_split=rows_split(recipe.objective.names))
 
     _require_finished_pack(Path(shards_dir))
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -481,23 +481,30 @@ def _optimizer_step(t: _Trainee, world: World, cfg, data, indices: np.ndarray, s
                     guard: NonFiniteGuard) -> tuple[float, float, bool]:
     """One update from the global batch `indices`: (mean loss, gradient norm, whether it was applied).
 
-    This process runs its share of the micro-batches, numbered globally, with masks seeded by (seed,
-    step, micro-batch): the data and masks do not depend on the world size. A non-finite loss or
-    gradient changes no weight (`guards.py`); the batch counts as consumed either way.
+    This process runs its share of the step's rows (`World.my_pieces`: whole micro-batches, or rows of
+    them), numbered globally, with masks drawn for the whole micro-batch from (seed, step, micro-batch):
+    the data and masks do not depend on the world size. A piece of a micro-batch weighs its share of the
+    micro-batch's labelled tokens. A non-finite loss or gradient changes no weight (`guards.py`); the
+    batch counts as consumed either way.
     """
-    my_micros = world.my_micro_batches(cfg.grad_accum)
+    pieces = world.my_pieces(cfg.grad_accum, cfg.batch_size)
     loss_scale = world.size / cfg.grad_accum  # ranks' gradients are averaged: this gives the global mean
     loss_sum = 0.0
-    for micro in my_micros:
+    for micro, lo, hi in pieces:
         rows = indices[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
         blocks = torch.from_numpy(data.blocks(rows)).to(t.device)
         gen = torch.Generator(device="cpu").manual_seed(_mix(cfg.seed, step, micro))
         batch = {k: v.to(t.device) for k, v in t.objective.make_batch(blocks, gen).items()}
-        with world.no_sync(t.wrapped, last_micro=micro == my_micros[-1]):
+        share = 1.0
+        if hi - lo < len(rows):  # rows of a micro-batch other processes share
+            whole = labelled_tokens(t.objective, batch)
+            batch = batch_rows(t.objective, batch, lo, hi)
+            share = labelled_tokens(t.objective, batch) / max(whole, 1)
+        with world.no_sync(t.wrapped, last_micro=(micro, lo) == pieces[-1][:2]):
             with autocast(t.device, t.amp_dtype):
                 loss = faults.poison_loss(t.loss_of(batch), step + 1)
-            (loss * loss_scale).backward()
-        loss_sum += loss.detach().float().item()
+            (loss * (share * loss_scale)).backward()
+        loss_sum += share * loss.detach().float().item()
         faults.pause_point("micro", step + 1, micro)
     loss_value = world.sum([loss_sum])[0] / cfg.grad_accum
     grad_norm = full_grad_norm(torch.nn.utils.clip_grad_norm_(
