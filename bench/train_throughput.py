@@ -17,6 +17,8 @@ the ratio a loop at 100% MFU would reach: no loop can beat a baseline by more on
     python bench/train_throughput.py --quick            # tiny preset, ~2 minutes
     python bench/train_throughput.py --preset small     # the MFU target preset
     python bench/train_throughput.py --real-base        # SmolLM2-135M at 8x512: tokens/s and peak RSS (~15 min)
+    python bench/train_throughput.py --device cuda      # on a GPU: ~125M and SmolLM2 shapes at 8x2048, MFU,
+                                                        # the longest block (bench/gpu_throughput.py, gpu_check.sh)
 """
 
 from __future__ import annotations
@@ -186,7 +188,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--no-compile", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: the GPU benchmark of bench/gpu_throughput.py (its options follow)")
+    args, rest = parser.parse_known_args()
+    if args.device == "cuda":
+        import gpu_throughput
+
+        gpu_throughput.main(rest + (["--steps", str(args.steps)] if args.steps else []))
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.real_base_side:
         print(json.dumps(real_base_side(args.real_base_side, args.steps or 12, args.batch)))
         return

@@ -18,13 +18,13 @@ def test_fallback_drops_boilerplate_and_keeps_block_breaks():
 
 def test_fallback_is_used_when_trafilatura_returns_nothing(monkeypatch):
     """main_text falls back to the lxml text when trafilatura returns None (or raises)."""
-    monkeypatch.setattr(html.trafilatura, "extract", lambda *a, **k: None)
+    monkeypatch.setattr("trafilatura.extract", lambda *a, **k: None)
     assert "Unscrew the four bolts." in html.main_text(PAGE)
 
     def boom(*a, **k):
         raise ValueError("hostile page")
 
-    monkeypatch.setattr(html.trafilatura, "extract", boom)
+    monkeypatch.setattr("trafilatura.extract", boom)
     assert "Lift the seal" in html.main_text(PAGE)
 
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import lxml.etree
 import lxml.html
-import trafilatura
 
 from selfsup.config import CorpusConfig
 from selfsup.ingest.text import Piece
@@ -33,6 +32,8 @@ def pieces(text: str, cfg: CorpusConfig) -> Iterator[Piece]:
 
 def main_text(html: str) -> str:
     """Main text of a page: trafilatura, else the body text without boilerplate elements."""
+    import trafilatura  # here, not at import: a training-only machine (a GPU node) need not have it
+
     try:
         extracted = trafilatura.extract(html, include_comments=False, include_tables=True, favor_recall=True)
     except Exception:  # a hostile page must not take the run down; the fallback still tries

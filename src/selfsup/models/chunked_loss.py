@@ -141,7 +141,9 @@ def chunked_causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor
     positions) without the logits: the backbone's hidden states go through the chunked head loss."""
     target = unwrap_lora(model)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    hidden = target.model(**inputs).last_hidden_state  # (B, T, C); LoRA layers inside still apply
+    # No key/value cache in training: it does nothing for a loss, and a compiled step whose attention runs
+    # eagerly (the packed form) would recompile per layer on the cache's state, then give up compiling.
+    hidden = target.model(**inputs, use_cache=False).last_hidden_state  # (B, T, C); LoRA layers inside still apply
     labels = batch["labels"]
     hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])  # (B·(T-1), C)
     targets = labels[:, 1:].reshape(-1).to(hidden.device)

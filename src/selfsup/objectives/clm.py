@@ -47,7 +47,8 @@ class CausalLM:
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.chunked_head:
             return chunked_causal_lm_loss(model, batch)
-        return model(**batch).loss  # transformers' own loss: mean over labelled positions
+        return model(**batch, use_cache=False).loss  # transformers' own loss: mean over labelled positions (no cache:
+        # see models/chunked_loss.py chunked_causal_lm_loss)
 
     def make_batch(self, blocks: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         batch = {"input_ids": blocks, "labels": blocks}
