@@ -28,10 +28,12 @@ CPU form is the reference the GPU form is tested against, and both equal masked 
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 SHORT_BLOCK_ATTENTION = "selfsup_short_blocks"
@@ -87,7 +89,18 @@ AttentionInterface.register(SHORT_BLOCK_ATTENTION, short_block_attention)
 AttentionMaskInterface.register(SHORT_BLOCK_ATTENTION, sdpa_mask)  # the same boolean masks SDPA gets
 
 
-@torch.compiler.disable  # the documents' lengths are data: one eager call between compiled layers
+def _varlen_attn():
+    """torch's variable-length flash attention and the keywords this torch's version takes, or None."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:  # torch < 2.10: SDPA document by document instead
+        return None
+    return varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)
+
+
+VARLEN_ATTN = _varlen_attn()  # looked up once: the compiled step must not trace the lookup
+
+
 def packed_document_attention(
     module: torch.nn.Module,
     query: torch.Tensor,  # (B, H, T, D)
@@ -96,47 +109,43 @@ def packed_document_attention(
     attention_mask: torch.Tensor | None,
     scaling: float | None = None,
     dropout: float = 0.0,
-    cu_seq_lens_q: torch.Tensor | None = None,  # (N + 1,) int32: where each document starts in the flattened batch
+    cu_seq_lens_q: torch.Tensor | None = None,  # (documents + 1,) int32: their starts in the flattened batch, then B·T
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention-function signature; returns (B, T, H, D). Without `cu_seq_lens_q` (a model
     called outside training, e.g. held-out scoring with a padding mask) it is plain SDPA."""
     if cu_seq_lens_q is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     B, H, T, D = query.shape
     # (B, H, T, D) → (B·T, H, D): the layout of variable-length attention, one row of tokens after another
     q, k, v = (x.transpose(1, 2).reshape(B * T, x.shape[1], D) for x in (query, key, value))
     dropout = dropout if module.training else 0.0
-    if query.device.type == "cuda" and dropout == 0.0 and (varlen := _varlen_attn()) is not None:
-        out = varlen(q, k, v, cu_seq_lens_q, cu_seq_lens_q, T, T, scale=scaling, window_size=(-1, 0),
-                     enable_gqa=k.shape[1] != H)
+    flash_ready = query.device.type == "cuda" and query.dtype in (torch.bfloat16, torch.float16) and dropout == 0.0
+    if flash_ready and VARLEN_ATTN is not None:  # a custom op: it stays inside the compiled graph
+        varlen, options = VARLEN_ATTN
+        if k.shape[1] != H and "enable_gqa" not in options:
+            k, v = (x.repeat_interleave(H // k.shape[1], dim=1) for x in (k, v))
+        causal = {"is_causal": True} if "is_causal" in options else {"window_size": (-1, 0)}  # torch 2.10 / 2.11+
+        gqa = {"enable_gqa": True} if k.shape[1] != H else {}
+        out = varlen(q, k, v, cu_seq_lens_q, cu_seq_lens_q, T, T, scale=scaling, **causal, **gqa)
     else:
         out = _documents_one_by_one(q, k, v, cu_seq_lens_q, scaling, dropout)
     return out.reshape(B, T, H, D), None
 
 
+@torch.compiler.disable  # the documents' lengths are data: one eager call between compiled layers
 def _documents_one_by_one(q, k, v, cu_seq_lens: torch.Tensor, scaling: float | None, dropout: float) -> torch.Tensor:
     """Each document [s, e) of the flattened batch attends causally to itself alone: one SDPA call each."""
     groups = q.shape[1] // k.shape[1]
     k, v = (x.repeat_interleave(groups, dim=1) if groups > 1 else x for x in (k, v))  # as repeat_kv, on (N, H, D)
-    bounds = cu_seq_lens.tolist()
+    bounds = cu_seq_lens.tolist()  # one sync a layer: the eager form's lengths are Python numbers
     pieces = [
         F.scaled_dot_product_attention(q[s:e].transpose(0, 1)[None], k[s:e].transpose(0, 1)[None],
                                        v[s:e].transpose(0, 1)[None], dropout_p=dropout, is_causal=True, scale=scaling)
         [0].transpose(0, 1)
-        for s, e in zip(bounds[:-1], bounds[1:]) if e > s  # the bounds are padded with repeats of the end
+        for s, e in zip(bounds[:-1], bounds[1:])
     ]
     return torch.cat(pieces)
-
-
-def _varlen_attn():
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:  # torch < 2.10: SDPA document by document instead
-        return None
-    return varlen_attn
 
 
 def _packed_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs):

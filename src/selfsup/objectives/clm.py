@@ -82,16 +82,13 @@ def document_positions(blocks: torch.Tensor, eos_id: int) -> torch.Tensor:
 
 
 def packed_document_bounds(blocks: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """(B·T + 1,) int32: where each document starts in the flattened batch, then B·T, padded with B·T.
+    """(documents + 1,) int32: where each document starts in the flattened batch, then B·T.
 
-    The segments are those of `document_causal_mask` (an EOS opens a document, and so does each row's
-    start). The length is fixed (B·T + 1 whatever the count of documents), so a compiled step does not
-    recompile as the count changes; the repeats at the end are empty documents, which attention skips.
-    """
-    B, T = blocks.shape
+    The segments are those of `document_causal_mask`: an EOS opens a document, and so does each row's
+    start. The count varies from batch to batch: a compiled step recompiles once, with that length
+    symbolic, and not again (padding it to a fixed B·T + 1 instead would hand variable-length flash
+    attention B·T mostly empty sequences to launch)."""
     opens = blocks == eos_id
     opens[:, 0] = True  # `blocks == eos_id` is a new tensor: the caller's blocks are untouched
-    n = B * T
-    index = torch.arange(n, device=blocks.device, dtype=torch.int32)
-    starts = torch.where(opens.reshape(-1), index, n).sort().values  # the starts in order, then n
-    return torch.cat([starts, starts.new_full((1,), n)])
+    starts = torch.nonzero(opens.reshape(-1)).flatten().to(torch.int32)
+    return torch.cat([starts, starts.new_full((1,), blocks.numel())])
