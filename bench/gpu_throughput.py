@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -96,33 +95,14 @@ def side(name: str, shape: str, data: Path, seq_len: int, steps: int) -> dict:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     if name == "trainer_best":
-        from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+        from train_throughput import steady_rate, trainer_step_times
+        from transformers import AutoModelForCausalLM
 
-        blocks = TokenShards(shards, "train").blocks(np.arange(steps * BATCH))
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="sdpa")
-        stamps: list[float] = []
-
-        class Blocks(torch.utils.data.Dataset):
-            def __len__(self):
-                return len(blocks)
-
-            def __getitem__(self, i):
-                ids = torch.from_numpy(blocks[i].astype(np.int64))
-                return {"input_ids": ids, "labels": ids.clone()}
-
-        class Clock(TrainerCallback):
-            def on_step_end(self, args, state, control, **kw):
-                if cuda:
-                    torch.cuda.synchronize()
-                stamps.append(time.perf_counter())
-
-        with tempfile.TemporaryDirectory() as out:
-            args = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, max_steps=steps, report_to=[],
-                                     save_strategy="no", logging_steps=10_000, disable_tqdm=True, learning_rate=1e-4,
-                                     bf16=True, torch_compile=True, optim="adamw_torch_fused", dataloader_num_workers=2)
-            Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[Clock()]).train()
-        skip = max(2, len(stamps) // 5)
-        rate = BATCH * seq_len * (len(stamps) - skip) / (stamps[-1] - stamps[skip - 1])
+        stamps = trainer_step_times(model, TokenShards(shards, "train").blocks(np.arange(steps * BATCH)), BATCH, steps,
+                                    learning_rate=1e-4, bf16=True, torch_compile=True, optim="adamw_torch_fused",
+                                    dataloader_num_workers=2, use_cpu=not cuda)
+        rate = steady_rate(stamps[1:], BATCH * seq_len)  # steady_rate leaves out the first 20%; and the first step
         n_params = sum(p.numel() for p in model.parameters())
     else:
         recipe = Recipe.model_validate({

@@ -107,6 +107,34 @@ def run_ours(data: dict, objective: str, preset: str, steps: int, batch: int, co
         return len(rates[skip:]) / sum(1 / r for r in rates[skip:]), summary["parameters"]
 
 
+def trainer_step_times(model, blocks: np.ndarray, batch: int, steps: int, **training_args) -> list[float]:
+    """The HF Trainer's clm steps on packed `blocks` (labels = inputs), no saving or logging in the way:
+    the wall-clock time at the end of each step (after the GPU has finished it, on a GPU)."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    stamps: list[float] = []
+
+    class Blocks(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(blocks)
+
+        def __getitem__(self, i):
+            ids = torch.from_numpy(blocks[i].astype(np.int64))
+            return {"input_ids": ids, "labels": ids.clone()}
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            stamps.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps, report_to=[],
+                                 save_strategy="no", logging_steps=10_000, disable_tqdm=True, **training_args)
+        Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[Clock()]).train()
+    return stamps
+
+
 # ---- the real base: SmolLM2-135M (49k vocabulary) at 8×512, each side in its own process for its peak RSS ----
 
 REAL_SIDES = ("trainer_best", "ours", "ours_memory_saving")
@@ -118,30 +146,12 @@ def real_base_side(side: str, steps: int, batch: int) -> dict:
 
     paths = prepare("sqlite")
     if side == "trainer_best":
-        from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+        from transformers import AutoModelForCausalLM
 
         shards = TokenShards(paths["shards"], "train")
-        blocks = shards.blocks(np.arange(steps * batch))
         model = AutoModelForCausalLM.from_pretrained(paths["base"], dtype=torch.float32)
-        stamps: list[float] = []
-
-        class Blocks(torch.utils.data.Dataset):
-            def __len__(self):
-                return len(blocks)
-
-            def __getitem__(self, i):
-                ids = torch.from_numpy(blocks[i].astype(np.int64))
-                return {"input_ids": ids, "labels": ids.clone()}
-
-        class Clock(TrainerCallback):
-            def on_step_end(self, args, state, control, **kw):
-                stamps.append(time.perf_counter())
-
-        with tempfile.TemporaryDirectory() as out:
-            args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps, use_cpu=True,
-                                     report_to=[], save_strategy="no", logging_steps=10_000, disable_tqdm=True,
-                                     learning_rate=5e-5, bf16=True, torch_compile=True)
-            Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[Clock()]).train()
+        stamps = trainer_step_times(model, shards.blocks(np.arange(steps * batch)), batch, steps, use_cpu=True,
+                                    learning_rate=5e-5, bf16=True, torch_compile=True)
         return {"tokens_per_s": steady_rate(stamps, batch * shards.seq_len), "peak_rss_gb": peak_rss_gb()}
     recipe = Recipe.model_validate({
         "model": {"base": str(paths["base"])}, "objective": {"name": "clm"},

@@ -547,6 +547,11 @@ def _loss_function(objective, module: torch.nn.Module, *, compile_: bool, distri
     """
     if not compile_:
         return lambda batch: objective.compute_loss(module, batch)
+    # What an earlier run in this process compiled (tests, a notebook) shares the lambda's code object: its
+    # guards would be checked against this run's batches, and torch 2.13 raises KeyError explaining the
+    # recompile when a batch's keys differ (the packed form has no attention_mask). Each run compiles its own;
+    # inductor's on-disk cache keeps the recompile warm.
+    torch._dynamo.reset()
     if distributed:
         forward = torch.compile(module)
         return lambda batch: objective.compute_loss(forward, batch)
