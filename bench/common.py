@@ -38,6 +38,21 @@ def prepared_data(seq_len: int = 256, vocab_size: int = 8192) -> dict[str, Path]
     return {"root": root, "corpus": root / "corpus", "tokenizer": root / "tokenizer", "shards": shards}
 
 
+def train_ours(shards: Path, tokenizer: Path, recipe: Recipe, skip: int | None = None) -> tuple[float, dict]:
+    """`selfsup.train` for the recipe's steps in a throw-away run directory: steady tokens/s (the harmonic mean
+    of the per-step rates after the first `skip` steps, i.e. tokens over time; None skips the first 20%, at
+    least one: compilation and allocator warm-up) and the run's summary."""
+    from selfsup.train import train, train_fingerprint
+
+    with tempfile.TemporaryDirectory() as out:
+        summary = train(shards, tokenizer, Path(out) / "run", recipe,
+                        fingerprint=train_fingerprint(recipe, "bench", "bench"), fresh=True)
+        lines = (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()
+    rates = [json.loads(x)["tokens_per_s"] for x in lines if "tokens_per_s" in x]
+    steady = rates[max(1, len(rates) // 5) if skip is None else skip:] or rates[-1:]
+    return len(steady) / sum(1 / r for r in steady), summary
+
+
 def emit(result: dict) -> None:
     """The final line every benchmark prints: one JSON object with its figures."""
     print(json.dumps(result, sort_keys=True))

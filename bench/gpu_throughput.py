@@ -27,7 +27,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +84,10 @@ def random_base(shape: str, tokenizer: Path, out: Path) -> Path:
 
 def side(name: str, shape: str, data: Path, seq_len: int, steps: int) -> dict:
     """One side in this process: steady tokens/s and peak GPU memory."""
+    from common import train_ours
+
     from selfsup.config import Recipe
     from selfsup.pack import TokenShards
-    from selfsup.train import train, train_fingerprint
 
     base = random_base(shape, data / "tokenizer", data / f"base-{shape}")
     shards = data / f"shards-{seq_len}"
@@ -110,13 +110,7 @@ def side(name: str, shape: str, data: Path, seq_len: int, steps: int) -> dict:
             "train": {"max_steps": steps, "batch_size": BATCH, "progress": False, "eval_every": 10 * steps,
                       "checkpoint_every_minutes": None, "lr": 1e-4},
         })
-        with tempfile.TemporaryDirectory() as out:
-            summary = train(shards, data / "tokenizer", Path(out) / "run", recipe,
-                            fingerprint=train_fingerprint(recipe, "bench", "bench"), fresh=True)
-            lines = [json.loads(x) for x in (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
-        rates = [x["tokens_per_s"] for x in lines if "tokens_per_s" in x]
-        rates = rates[max(2, len(rates) // 5):] or rates[-1:]
-        rate = len(rates) / sum(1 / r for r in rates)
+        rate, summary = train_ours(shards, data / "tokenizer", recipe, skip=max(2, steps // 5))
         n_params = summary["parameters"]
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     return {"tokens_per_s": rate, "peak_gpu_gb": peak, "parameters": n_params}

@@ -24,13 +24,11 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from common import CACHE, emit  # noqa: F401  (common puts src/ on the path)
+from common import CACHE, emit, train_ours
 
 from selfsup.config import Recipe
-from selfsup.train import train, train_fingerprint
 
 WAYS = ("masked", "packed")
 
@@ -63,12 +61,8 @@ def one_side(way: str, seq_len: int, tokens: int, steps: int, real_base: bool) -
         "train": {"max_steps": steps, "batch_size": tokens // seq_len, "progress": False, "eval_every": 10 * steps,
                   "checkpoint_every_minutes": None, "compile": False},
     })
-    with tempfile.TemporaryDirectory() as out:
-        train(paths["shards"], paths["tokenizer"], Path(out) / "run", recipe,
-              fingerprint=train_fingerprint(recipe, "bench", "bench"), fresh=True)
-        lines = [json.loads(x) for x in (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
-    rates = [x["tokens_per_s"] for x in lines if "tokens_per_s" in x][1:]  # the first step warms the allocator
-    return {"tokens_per_s": len(rates) / sum(1 / r for r in rates), "peak_rss_gb": peak_rss_gb()}
+    rate, _ = train_ours(paths["shards"], paths["tokenizer"], recipe, skip=1)  # the first step warms the allocator
+    return {"tokens_per_s": rate, "peak_rss_gb": peak_rss_gb()}
 
 
 def main() -> None:

@@ -29,17 +29,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from common import emit, prepared_data
+from common import emit, prepared_data, train_ours
 
 from selfsup.config import Recipe
 from selfsup.models import PRESETS, build_model
 from selfsup.pack import TokenShards
 from selfsup.tokens import load_tokenizer, special_ids
-from selfsup.train import train, train_fingerprint
 from selfsup.train.hardware import autocast_dtype, flops_per_token, measure_matmul_peak, pick_device
 
 
@@ -97,14 +95,8 @@ def run_ours(data: dict, objective: str, preset: str, steps: int, batch: int, co
     recipe.train.progress = False
     recipe.train.eval_every = 10 * steps  # no validation inside the timed window
     recipe.train.checkpoint_every_minutes = None
-    with tempfile.TemporaryDirectory() as out:
-        summary = train(data["shards"], data["tokenizer"], Path(out) / "run", recipe,
-                        fingerprint=train_fingerprint(recipe, "bench", "bench"), fresh=True)
-        lines = (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()
-        rates = [json.loads(x)["tokens_per_s"] for x in lines if "tokens_per_s" in x]
-        skip = max(1, len(rates) // 5)
-        # per-step rates → harmonic mean = total tokens / total time over the steady steps
-        return len(rates[skip:]) / sum(1 / r for r in rates[skip:]), summary["parameters"]
+    rate, summary = train_ours(data["shards"], data["tokenizer"], recipe)
+    return rate, summary["parameters"]
 
 
 def trainer_step_times(model, blocks: np.ndarray, batch: int, steps: int, **training_args) -> list[float]:
@@ -158,13 +150,7 @@ def real_base_side(side: str, steps: int, batch: int) -> dict:
         "train": {"max_steps": steps, "batch_size": batch, "progress": False, "eval_every": 10 * steps,
                   "checkpoint_every_minutes": None, "activation_checkpointing": side == "ours_memory_saving"},
     })
-    with tempfile.TemporaryDirectory() as out:
-        train(paths["shards"], paths["tokenizer"], Path(out) / "run", recipe,
-              fingerprint=train_fingerprint(recipe, "bench", "bench"), fresh=True)
-        lines = (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()
-    rates = [json.loads(x)["tokens_per_s"] for x in lines if "tokens_per_s" in x]
-    rates = rates[max(1, len(rates) // 5):]
-    return {"tokens_per_s": len(rates) / sum(1 / r for r in rates), "peak_rss_gb": peak_rss_gb()}
+    return {"tokens_per_s": train_ours(paths["shards"], paths["tokenizer"], recipe)[0], "peak_rss_gb": peak_rss_gb()}
 
 
 def real_base(steps: int, batch: int) -> None:

@@ -257,12 +257,12 @@ def train(
     from selfsup.train import train as train_loop
 
     if nproc > 1:
-        from selfsup.train.distributed import World, check_split, rows_split
+        from selfsup.train.distributed import World, check_split
         from selfsup.train.launch import launch_torchrun
 
         given = _recipe(config)
         check_split(World(size=nproc), given.train.grad_accum, given.train.batch_size,  # before starting anything
-                    rows_split=rows_split(given.objective.names))
+                    given.objective.names)
 
         args = [str(shards), "--tokenizer", str(tokenizer), "--out", str(out)]
         args += ["--max-steps", str(max_steps)] if max_steps is not None else []

@@ -263,10 +263,10 @@ def train_stage(recipe: Recipe, wd: Workdir, fingerprint: str, fresh: bool, npro
     if nproc <= 1:
         train(wd.shards, wd.tokenizer, wd.run, recipe, fingerprint=fingerprint, fresh=fresh)
         return
-    from selfsup.train.distributed import World, check_split, rows_split
+    from selfsup.train.distributed import World, check_split
     from selfsup.train.launch import launch_torchrun
 
-    check_split(World(size=nproc), recipe.train.grad_accum, recipe.train.batch_size, rows_split=rows_split(recipe.objective.names))
+    check_split(World(size=nproc), recipe.train.grad_accum, recipe.train.batch_size, recipe.objective.names)
     resolved = wd.root / "train-recipe.json"
     write_json_atomic(resolved, recipe.model_dump(mode="json", by_alias=True))
     args = ["train", str(wd.shards), "--tokenizer", str(wd.tokenizer), "--out", str(wd.run), "--config", str(resolved)]

@@ -36,8 +36,8 @@ def test_split_refusals_name_the_fields_and_the_fix():
     with pytest.raises(ConfigError, match=r"batch_size × grad_accum = 3 × 1 = 3 blocks.*multiple of 2.*batch_size = 4"):
         check_split(World(size=2), grad_accum=1, batch_size=3)
     with pytest.raises(ConfigError, match=r"contrastive.*grad_accum to a multiple of 2.*batch_size to 2"):
-        check_split(World(size=2), grad_accum=1, batch_size=4, rows_split=False)
-    check_split(World(size=2), grad_accum=2, batch_size=4, rows_split=False)
+        check_split(World(size=2), grad_accum=1, batch_size=4, objectives=["contrastive"])
+    check_split(World(size=2), grad_accum=2, batch_size=4, objectives=["contrastive"])
 
 
 def test_pieces_weighted_by_labelled_tokens_add_up_to_the_micro_batch_loss():

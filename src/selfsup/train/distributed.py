@@ -185,11 +185,11 @@ def close_world(world: World) -> None:
         dist.destroy_process_group()
 
 
-def check_split(world: World, grad_accum: int, batch_size: int, *, rows_split: bool = True) -> None:
-    """The global batch must split evenly over the ranks: in rows, or (`rows_split` False: a loss over the
-    whole micro-batch, as in-batch negatives) in whole micro-batches."""
+def check_split(world: World, grad_accum: int, batch_size: int, objectives=()) -> None:
+    """The global batch must split evenly over the ranks: in rows, or in whole micro-batches where one of
+    `objectives` (names) ranks a micro-batch's rows against each other (contrastive's in-batch negatives)."""
     size, blocks = world.size, batch_size * grad_accum
-    if not rows_split and grad_accum % size:
+    if "contrastive" in objectives and grad_accum % size:
         raise ConfigError(
             f"[train] grad_accum = {grad_accum} micro-batches per step cannot be shared by {size} processes: the "
             f"contrastive loss ranks each query against its whole micro-batch, so a micro-batch stays on one process; "
@@ -203,11 +203,6 @@ def check_split(world: World, grad_accum: int, batch_size: int, *, rows_split: b
             f"{-(-batch_size // size) * size}), whatever the number of processes it is the same training"
         )
 
-
-def rows_split(objective_names) -> bool:
-    """Whether a micro-batch's rows may go to different processes: not when the loss ranks rows against
-    each other (contrastive's in-batch negatives)."""
-    return "contrastive" not in objective_names
 
 
 def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:

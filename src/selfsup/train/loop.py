@@ -53,7 +53,7 @@ from selfsup.train import faults
 from selfsup.train.checkpoint import CorruptCheckpoint, iter_checkpoints, load_checkpoint, save_checkpoint
 from selfsup.train.data_order import DataOrder
 from selfsup.train.replay import replay_shards_dir, training_blocks
-from selfsup.train.distributed import World, check_split, close_world, full_grad_norm, init_world, peer_lost, rows_split
+from selfsup.train.distributed import World, check_split, close_world, full_grad_norm, init_world, peer_lost
 from selfsup.train.guards import LossSpikeMonitor, NonFiniteGuard
 from selfsup.train.hardware import (
     autocast,
@@ -176,7 +176,7 @@ def _train(
         torch.set_num_threads(cfg.threads)
     device = pick_device(world.local_rank)
     amp_dtype = autocast_dtype(cfg.precision, device)
-    check_split(world, cfg.grad_accum, cfg.batch_size, rows_split=rows_split(recipe.objective.names))
+    check_split(world, cfg.grad_accum, cfg.batch_size, recipe.objective.names)
 
     _require_finished_pack(Path(shards_dir))
     tokenizer = load_tokenizer(tokenizer_dir)
