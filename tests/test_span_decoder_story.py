@@ -48,6 +48,10 @@ def test_a_decoder_base_learns_to_write_hidden_spans_in_a_clm_fim_span_mix(tmp_p
     # hidden spans worse; it is asked for middles too.
     base_scores = evaluation["sets"]["heldout"]["base"]
     assert trained["span_bits_per_byte"] < base_scores["span_bits_per_byte"] and "fim_exact_match" in base_scores
+    # Held-out lines hidden and filled in by both models, shown on the report's first section.
+    examples = evaluation["infill_examples"]
+    assert len(examples) == 3 and all(set(e["fills"]) == {"base", "trained"} and e["answer"] for e in examples)
+    assert "Infill: a held-out line hidden" in (work.root / "report.html").read_text()
     ids = special_ids(load_tokenizer(work.tokenizer))
 
     model = transformers.AutoModelForCausalLM.from_pretrained(work.model, local_files_only=True)

@@ -3,7 +3,7 @@
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from selfsup.evaluation.infill import fim_questions, score_fim, score_unigram_fim
+from selfsup.evaluation.infill import fim_examples, fim_questions, score_fim, score_unigram_fim
 from selfsup.tokens import document_encoder, load_tokenizer, special_ids
 
 TEXT = "\n".join([
@@ -58,3 +58,27 @@ def test_prefix_and_suffix_are_clipped_to_fit_the_block(prepared):
     tok = load_tokenizer(prepared["tokenizer"])
     for prompt, answer, _ in fim_questions([TEXT], document_encoder(tok), special_ids(tok), 64, seed=3, per_document=10):
         assert len(prompt) + len(answer) <= 64
+
+
+def test_examples_show_what_each_model_writes_greedily_and_mark_an_exact_fill(prepared):
+    """Each example gives the text around the hidden line, the line, and each model's greedy fill up to
+    its EOS: a line equal to the model's own greedy continuation (EOS included) is exact, another is not;
+    the same seed draws the same examples."""
+    tok = load_tokenizer(prepared["tokenizer"])
+    ids = special_ids(tok)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256)).eval()
+    prompt, answer, n_bytes = fim_questions([TEXT], document_encoder(tok), ids, 256, seed=3, per_document=1)[0]
+    greedy = model.generate(torch.tensor([prompt]), max_new_tokens=4, do_sample=False, pad_token_id=ids["pad"])[0, len(prompt):].tolist()
+    stop_ids = {**ids, "eos": greedy[2]}  # the model "stops" at its third token: its fill is greedy[:2]
+    questions = [(prompt, greedy[:3], n_bytes), (prompt, answer, n_bytes)]
+    examples = fim_examples({"trained": model}, tok, questions, stop_ids, seed=0, n=5, device=torch.device("cpu"))
+    assert examples == fim_examples({"trained": model}, tok, questions, stop_ids, seed=0, n=5, device=torch.device("cpu"))
+    assert [e["fills"]["trained"] for e in examples] == [{"text": tok.decode(greedy[:2]), "exact": True},
+                                                          {"text": tok.decode(greedy[:2]), "exact": False}]
+    middle = tok.decode(answer[:-1])
+    before, after = TEXT.split(middle)
+    shown = examples[1]
+    assert shown["answer"] == middle and shown["before"] and shown["after"]  # the text the prompt holds, cut to 160 characters
+    assert before.endswith(shown["before"]) and after.startswith(shown["after"]) and len(shown["after"]) <= 160

@@ -99,3 +99,18 @@ def test_infill_metrics_sit_beside_bits_per_byte_with_the_right_direction() -> N
     assert list(cells) == ["bits_per_byte", "fim_middle_bits_per_byte", "fim_token_accuracy", "fim_exact_match", "span_bits_per_byte"]
     assert cells["fim_middle_bits_per_byte"]["better"] and cells["fim_token_accuracy"]["better"]
     assert cells["span_bits_per_byte"]["better"] and cells["fim_exact_match"]["better"] is None  # 0% → 0%: no change to judge
+
+
+def test_infill_examples_show_the_hidden_line_and_each_models_fill_as_text(full_workdir: Path, build) -> None:
+    """A fim run's lift section shows each example's surrounding text, the hidden line and what the base
+    (first) and the adapted model wrote, an exact fill marked, all escaped."""
+    ev = with_base()
+    ev["infill_examples"] = [{"before": "PRAGMA x;\n", "after": "\nmore <b>text</b>", "answer": "SELECT 1;",
+                              "fills": {"trained": {"text": "SELECT 1;", "exact": True},
+                                        "base": {"text": "<script>x</script>", "exact": False}}}]
+    write_json(full_workdir / "eval.json", ev)
+    lift = lift_html(build(full_workdir))
+    assert "Infill: a held-out line hidden" in lift and "[hidden line]" in lift
+    assert "hidden line: <code>SELECT 1;</code>" in lift
+    assert lift.index("base model (as training started)") < lift.index("adapted model, exact")
+    assert html.escape("<script>x</script>") in lift and "<script>" not in lift and html.escape("<b>text</b>") in lift

@@ -50,7 +50,7 @@ from selfsup.evaluation.masked import heldout_blocks, masked_questions, score_ma
 from selfsup.evaluation.samples import fill_mask_samples, generate_samples
 from selfsup.ingest import read_documents
 from selfsup.manifest import write_json_atomic
-from selfsup.evaluation.infill import fim_questions, score_fim, score_unigram_fim
+from selfsup.evaluation.infill import fim_examples, fim_questions, score_fim, score_unigram_fim
 from selfsup.evaluation.lift import LIFT_OBJECTIVES, measure_lift
 from selfsup.evaluation.retrieval import RetrievalSet, rank_with_bm25, rank_with_model, retrieval_examples
 from selfsup.evaluation.spans import (
@@ -179,12 +179,17 @@ def evaluate(
         result |= measure_lift(model, tokenizer, recipe=recipe, heldout_texts=texts, probe_texts=all_texts, heldout=models, corpus_dir=corpus_dir,
                                seq_len=seq_len, log_probs=log_probs, previous=read_eval(out_path), **eval_kw)
         models = result["sets"]["heldout"]
-    if objective_name == "clm" and recipe.model.base is not None and tasks.any():
-        # The base cannot fill in with sentinels it never had: it is scored as training started, with
-        # the added sentinels' rows set as the train loop set them (the mean of their spelling's rows).
-        start = load_base_for_training(recipe.model.model_copy(update={"lora": False}), "clm", tokenizer_dir).to(device)
-        models.setdefault("base", {}).update(tasks.score(start, batch_size=cfg.batch_size, **eval_kw))
-        result["base_task_note"] = "base scored on infill with the added sentinel rows as training started from them"
+    if objective_name == "clm" and tasks.any():
+        fillers = {"trained": model}
+        if recipe.model.base is not None:
+            # The base cannot fill in with sentinels it never had: it is scored as training started, with
+            # the added sentinels' rows set as the train loop set them (the mean of their spelling's rows).
+            start = load_base_for_training(recipe.model.model_copy(update={"lora": False}), "clm", tokenizer_dir).to(device)
+            models.setdefault("base", {}).update(tasks.score(start, batch_size=cfg.batch_size, **eval_kw))
+            result["base_task_note"] = "base scored on infill with the added sentinel rows as training started from them"
+            fillers = {"base": start, **fillers}
+        if tasks.fim:
+            result["infill_examples"] = fim_examples(fillers, tokenizer, tasks.fim, ids, EVAL_SEED, device=device)
     result["seconds"] = time.perf_counter() - started
     write_json_atomic(Path(out_path), result)
     say(f"[green]evaluated[/] {len(all_texts) if examples is not None else len(seqs)} held-out documents: {headline(objective_name, models)}")

@@ -90,3 +90,31 @@ def score_unigram_fim(log_probs: np.ndarray, questions, special: list[int]) -> d
     n_bytes = sum(b for _, _, b in questions)
     return {"fim_exact_match": exact / max(len(questions), 1), "fim_token_accuracy": right / max(total, 1),
             "fim_middle_bits_per_byte": nll / (math.log(2) * max(n_bytes, 1)), "fim_questions": len(questions)}
+
+
+EXAMPLES = 3  # held-out lines shown in the report, each filled in by every model
+SHOWN_CHARS = 160  # text shown on each side of the hidden line
+
+
+@torch.no_grad()
+def fim_examples(models: dict, tokenizer, questions, ids: dict[str, int | None], seed: int, *,
+                 n: int = EXAMPLES, device) -> list[dict]:
+    """A few questions drawn at random (seeded, not picked for a good result): the text before and after
+    the hidden line, the line, and what each model writes there by greedy decoding (up to the line's
+    length plus a few tokens; `exact` when it writes the line and stops, as `fim_exact_match` counts)."""
+    picks = sorted(random.Random(seed).sample(range(len(questions)), min(n, len(questions))))
+    out = []
+    for i in picks:
+        prompt, answer, _ = questions[i]
+        s = prompt.index(ids["fim_suffix"])
+        fills = {}
+        for name, model in models.items():
+            model.eval()
+            written = model.generate(torch.tensor([prompt], device=device), max_new_tokens=len(answer) + 8, do_sample=False,
+                                     eos_token_id=ids["eos"], pad_token_id=ids["pad"])[0, len(prompt):].tolist()
+            stop = written.index(ids["eos"]) + 1 if ids["eos"] in written else len(written)
+            fills[name] = {"text": tokenizer.decode(written[: stop - (written[stop - 1] == ids["eos"])]),
+                           "exact": written[:stop] == answer}
+        out.append({"before": tokenizer.decode(prompt[2:s])[-SHOWN_CHARS:], "after": tokenizer.decode(prompt[s + 1 : -1])[:SHOWN_CHARS],
+                    "answer": tokenizer.decode(answer[:-1]), "fills": fills})
+    return out

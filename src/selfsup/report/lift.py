@@ -2,7 +2,7 @@
 
 With `[model] base` this is the page's first section: the base and the adapted model side by side
 on every text set (bits per byte, perplexity, masked accuracy), the domain gain and the
-forgetting in words, cloze probes with examples, the tokenizer's fertility, and the trade-off
+forgetting in words, infill examples (fim), cloze probes with examples, the tokenizer's fertility, and the trade-off
 plot of domain and general bits per byte over training. A from-scratch run gets the same parts
 that apply (cloze, fertility, plot) lower on the page, and keeps its opening as it was.
 
@@ -47,10 +47,11 @@ def lift_section(inputs: ReportInputs) -> dict[str, Any]:
         "sentences": lift_sentences(lift) if has_base else [],
         "rows": side_by_side_rows(_dict(evaluation.get("sets")), lift) if has_base else [],
         "cloze": cloze_part(_dict(evaluation.get("cloze")), subject),
+        "infill": infill_part(evaluation.get("infill_examples"), subject),
         "fertility": fertility_part(_dict(evaluation.get("fertility"))),
         "plot": _tradeoff_plot(inputs),
     }
-    out["empty"] = not (out["rows"] or out["cloze"] or out["fertility"] or out["plot"])
+    out["empty"] = not (out["rows"] or out["cloze"] or out["infill"] or out["fertility"] or out["plot"])
     return out
 
 
@@ -129,6 +130,19 @@ def cloze_part(cloze: dict[str, Any], subject: str) -> dict[str, Any] | None:
     return {"probes": fmt_int(cloze.get("probes")), "candidates": fmt_int(cloze.get("candidates")),
             "rows": rows, "examples": examples, "kinds": kinds if len(kinds) > 1 else [],
             "models": [r["model"] for r in rows]}
+
+
+def infill_part(examples: Any, subject: str) -> list[dict[str, Any]]:
+    """Held-out lines hidden and filled in by each model (evaluation/infill.py fim_examples), the base first."""
+    labels = {"base": "base model (as training started)", "trained": f"{subject} model"}
+    out = []
+    for ex in examples if isinstance(examples, list) else []:
+        ex = _dict(ex)
+        fills = sorted(_dict(ex.get("fills")).items(), key=lambda kv: kv[0] != "base")
+        out.append({"before": str(ex.get("before", "")), "after": str(ex.get("after", "")), "answer": str(ex.get("answer", "")),
+                    "fills": [{"model": labels.get(m, m), "text": str(_dict(f).get("text", "")), "exact": bool(_dict(f).get("exact"))}
+                              for m, f in fills]})
+    return out
 
 
 def fertility_part(fertility: dict[str, Any]) -> dict[str, Any] | None:
