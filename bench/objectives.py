@@ -103,12 +103,12 @@ def run_encoder_objective(name: str, corpus: str, minutes: float, quick: bool, *
             "seconds": time.perf_counter() - started}
 
 
-def run_objective(name: str, corpus: str, minutes: float, quick: bool) -> dict:
+def run_objective(name: str, corpus: str, minutes: float, quick: bool, compile_: bool | None = None) -> dict:
     section, (key, metric) = OBJECTIVES[name]
     recipe = Recipe.model_validate({
         "corpus": corpus_section(corpus),
         "model": {"base": str(base_gguf())}, "objective": section, "pack": {"seq_len": 512},
-        "train": {"max_minutes": minutes, "progress": False},
+        "train": {"max_minutes": minutes, "progress": False, **({} if compile_ is None else {"compile": compile_})},
         "eval": {"texts": [str(debian_folder(*GENERAL))], "max_documents": 20 if quick else 40,
                  "max_tokens": 12000 if quick else 24000, "cloze_probes": 0, "samples": 0},
     })

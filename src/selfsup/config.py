@@ -420,7 +420,10 @@ CONTINUE_WARMUP_STEPS = 10  # Adam's moment estimates settle; the weights need n
 CONTINUE_SCHEDULE = "wsd"  # the peak held, then a cooldown to ~0 at the end of whatever bounds the run
 CONTINUE_MIN_LR_RATIO = 0.0  # anneal fully: most of a short continued run's gain is made in the cooldown
 CONTINUE_WEIGHT_DECAY = 0.0  # decay pulls a trained model towards zero, away from its base
-CONTINUE_COMPILE = True  # a real base trains ~2x faster compiled; the one-off compile is minutes at most
+CONTINUE_COMPILE = True  # SmolLM2-135M at 4×512 on the CPU: 3.1 s a step compiled against 4.3 s eager, but
+CONTINUE_COMPILE_MINUTES = 5.0  # a cold compile (a first run) costs ~110 s per objective's graph, so a time budget
+# under 5 minutes per objective trains eagerly on the CPU (fim, 3 minutes: 39 steps eager, 20 compiled cold, 41 warm);
+# left unset there, so a GPU still compiles (train/loop.py compile_on)
 CONTINUE_BATCH_SIZE = 4  # blocks per step: more updates from the same tokens (a short run is update-bound)
 CONTINUE_BETA2 = 0.99  # small batches: a longer second-moment memory, as the same number of tokens
 CONTINUE_ACTIVATION_MEMORY_BUDGET = 0.65  # SmolLM2-135M 8×512: 4.9 GB at 755 tokens/s against 6.2 GB at 745
@@ -446,12 +449,13 @@ def apply_continue_defaults(recipe: Recipe) -> Recipe:
         train.lr = CONTINUE_LORA_LR if recipe.model.lora else CONTINUE_EMBEDDING_LR if embedding else CONTINUE_LR
     if "warmup_steps" not in given:
         train.warmup_steps = CONTINUE_WARMUP_STEPS
+    short = train.max_minutes is not None and train.max_minutes < CONTINUE_COMPILE_MINUTES * len(recipe.objective.names)
+    compile_ = CONTINUE_EMBEDDING_COMPILE if embedding else None if short else CONTINUE_COMPILE
     for key, value in (("schedule", CONTINUE_SCHEDULE), ("min_lr_ratio", CONTINUE_MIN_LR_RATIO),
-                       ("weight_decay", CONTINUE_WEIGHT_DECAY),
-                       ("compile", CONTINUE_EMBEDDING_COMPILE if embedding else CONTINUE_COMPILE),
+                       ("weight_decay", CONTINUE_WEIGHT_DECAY), ("compile", compile_),
                        ("batch_size", CONTINUE_EMBEDDING_BATCH_SIZE if embedding else CONTINUE_BATCH_SIZE), ("beta2", CONTINUE_BETA2),
                        ("activation_memory_budget", CONTINUE_ACTIVATION_MEMORY_BUDGET)):
-        if key not in given:
+        if key not in given and value is not None:
             setattr(train, key, value)
     if embedding and "passage_tokens" not in recipe.objective.model_fields_set:
         recipe.objective.passage_tokens = CONTINUE_EMBEDDING_PASSAGE_TOKENS

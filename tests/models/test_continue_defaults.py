@@ -32,3 +32,18 @@ def test_continue_recipe_ships_and_gets_the_defaults():
     """recipes/continue.toml validates and, leaving lr to the code, gets the continued-pretraining lr."""
     recipe = load_recipe(RECIPES / "continue.toml")
     assert recipe.model.base is not None and recipe.train.lr == 1e-4 and recipe.train.warmup_steps == 10
+
+
+def test_a_short_time_budget_leaves_compile_to_the_device():
+    """A continued run compiles by default, but a cold compile costs minutes per objective on the CPU: under
+    CONTINUE_COMPILE_MINUTES per objective, compile stays unset (eager on the CPU, compiled on a GPU), a mix
+    counts each objective, and a recipe that sets compile keeps it."""
+    def compile_of(train: dict, objective: dict | None = None):
+        recipe = recipe_from_dict({"model": {"base": "/base"}, "train": train, "objective": objective or {"name": "clm"}})
+        return recipe.train.compile if "compile" in recipe.train.model_fields_set else "unset"
+
+    assert compile_of({}) is True and compile_of({"max_minutes": 5}) is True and compile_of({"max_steps": 10}) is True
+    assert compile_of({"max_minutes": 3}) == "unset" and compile_of({"max_minutes": 3, "compile": True}) is True
+    mix = {"mix": {"clm": 0.5, "fim": 0.5}}
+    assert compile_of({"max_minutes": 8}, mix) == "unset" and compile_of({"max_minutes": 10}, mix) is True
+    assert compile_of({"max_minutes": 3}, {"name": "contrastive"}) is False  # encoders: eager at any budget

@@ -655,7 +655,8 @@ def _use_chunked_head(objective, model: torch.nn.Module, world: World) -> bool:
 
 def compile_on(cfg, device: torch.device) -> bool:
     """`[train] compile` as set; unset, on for a GPU (where compiling costs seconds and pays for itself in a
-    few steps) and off for a from-scratch CPU run (continued runs set it: config.py CONTINUE_COMPILE)."""
+    few steps) and off for a from-scratch CPU run (continued runs set it unless their time budget is short:
+    config.py CONTINUE_COMPILE)."""
     return cfg.compile if "compile" in cfg.model_fields_set else cfg.compile or device.type == "cuda"
 
 
