@@ -421,9 +421,10 @@ CONTINUE_SCHEDULE = "wsd"  # the peak held, then a cooldown to ~0 at the end of 
 CONTINUE_MIN_LR_RATIO = 0.0  # anneal fully: most of a short continued run's gain is made in the cooldown
 CONTINUE_WEIGHT_DECAY = 0.0  # decay pulls a trained model towards zero, away from its base
 CONTINUE_COMPILE = True  # SmolLM2-135M at 4×512 on the CPU: 3.1 s a step compiled against 4.3 s eager, but
-CONTINUE_COMPILE_MINUTES = 5.0  # a cold compile (a first run) costs ~110 s per objective's graph, so a time budget
-# under 5 minutes per objective trains eagerly on the CPU (fim, 3 minutes: 39 steps eager, 20 compiled cold, 41 warm);
-# left unset there, so a GPU still compiles (train/loop.py compile_on)
+CONTINUE_COMPILE_MINUTES = 4.0  # a compile costs ~110 s per objective's graph cold (a first run), ~20 s warm: a
+# time budget under 4 minutes per objective trains eagerly on the CPU (fim, 3 minutes: 39 steps eager, 20 compiled
+# cold, 41 warm; a clm/span mix: 37 eager, 3 cold). At 4 minutes cold and warm runs break even against eager
+# (~42 and ~71 steps against ~56). Left unset there, so a GPU still compiles (train/loop.py compile_on).
 CONTINUE_BATCH_SIZE = 4  # blocks per step: more updates from the same tokens (a short run is update-bound)
 CONTINUE_BETA2 = 0.99  # small batches: a longer second-moment memory, as the same number of tokens
 CONTINUE_ACTIVATION_MEMORY_BUDGET = 0.65  # SmolLM2-135M 8×512: 4.9 GB at 755 tokens/s against 6.2 GB at 745
