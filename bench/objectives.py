@@ -196,7 +196,23 @@ def run_adaptive_mlm(corpus: str, minutes: float, quick: bool) -> dict:
     mlm_steps = json.loads((mlm_workdir / "run" / "run.json").read_text()).get("steps")
     r = run_encoder_objective("contrastive", corpus, minutes / 2, quick, base=mlm_workdir / "model",
                               workdir_name="minilm-mlm-contrastive")
-    return r | {"mlm_steps": mlm_steps, "minutes": minutes}
+    # The second stage's "untrained" model is the mlm stage's output; the base is all-MiniLM-L6-v2 itself.
+    base = heldout_mrr(minilm_dir(), CACHE / f"objectives-{corpus}" / "minilm-mlm-contrastive")
+    return r | {"base": base, "adapted_beats_base": r["adapted"] > base, "after_mlm": r["base"], "mlm_steps": mlm_steps,
+                "minutes": minutes}
+
+
+def heldout_mrr(model_dir: Path, workdir: Path) -> float:
+    """MRR of a sentence encoder on the held-out questions a contrastive run's evaluation asked."""
+    recipe = Recipe.model_validate_json((workdir / "recipe.json").read_text())
+    texts = [d["text"] for d in islice(read_documents(workdir / "corpus", split="validation", columns=("text",)),
+                                        recipe.eval.max_documents)]
+    questions = RetrievalSet.from_texts(texts, EVAL_SEED)
+    tokenizer = load_tokenizer(model_dir)
+    ranking = rank_with_model(AutoModel.from_pretrained(model_dir, dtype=torch.float32), tokenizer, questions,
+                              width=recipe.objective.passage_tokens, pad_id=special_ids(tokenizer)["pad"],
+                              device=torch.device("cpu"))
+    return ranking.metrics(questions)["mrr"]
 
 
 PARTS = [*OBJECTIVES, *ENCODER_OBJECTIVES, "mlm_then_contrastive", "scratch"]
