@@ -10,11 +10,21 @@ from selfsup.evaluation.retrieval import RetrievalSet, rank_with_bm25, ranking_m
 from tests.pairs.test_structure import PAGE
 
 
-def test_ranks_leave_the_unmodified_copy_out_and_count_ties_for_the_query():
+def test_ranks_leave_the_unmodified_copy_out_and_share_ties():
     pool = np.array([[0.9, 0.5, 0.2], [0.1, 0.8, 0.8]])
     true = np.array([0.4, 0.8])
     r = ranks(pool, true, own=np.array([0, 1]))
-    assert r.tolist() == [2, 1]  # query 0: its own copy (0.9) left out, 0.5 beats 0.4; query 1: a tie counts for it
+    assert r.tolist() == [2, 1.5]  # query 0: its own copy (0.9) left out, 0.5 beats 0.4; query 1: a tie shares ranks 1-2
+
+
+def test_a_model_that_embeds_every_text_alike_ranks_at_chance_not_first():
+    """All scores equal (a collapsed encoder; BM25 for a query sharing no word with any passage): the
+    passage's rank is the middle of the pool, so MRR is near 2 / passages, not 1."""
+    n = 101
+    r = ranks(np.zeros((4, n)), np.zeros(4), own=np.arange(4))
+    assert r.tolist() == [51.0] * 4
+    m = ranking_metrics(r)
+    assert m["recall_at_1"] == 0 and m["recall_at_10"] == 0 and math.isclose(m["mrr"], 1 / 51)
 
 
 def test_metrics_overall_and_per_kind():

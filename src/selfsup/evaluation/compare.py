@@ -42,7 +42,7 @@ from selfsup.ingest import read_documents
 from selfsup.manifest import read_json_dict, verify_manifest, write_json_atomic
 from selfsup.models.identity import display_name, model_fingerprint
 
-SCORING_VERSION = 3  # bump when a score's definition changes: cached scores are then recomputed
+SCORING_VERSION = 4  # bump when a score's definition changes: cached scores are then recomputed
 BYTES_PER_TOKEN_BUDGET = 4  # the held-out byte budget per token of [eval] max_tokens
 LM_OBJECTIVES = ("clm", "fim", "mlm")
 EMBEDDING_OBJECTIVES = ("contrastive", "tsdae")

@@ -58,10 +58,17 @@ class RetrievalSet:
 def ranks(pool_scores: np.ndarray, true_scores: np.ndarray, own: np.ndarray) -> np.ndarray:
     """1-based rank of each query's own passage: (Q, P) scores of the pool, (Q,) score of the
     query against its own passage as it should find it, (Q,) index of that passage in the pool
-    (whose unmodified copy is left out of the competition)."""
-    better = pool_scores > true_scores[:, None]
-    better[np.arange(len(own)), own] = False
-    return 1 + better.sum(1)
+    (whose unmodified copy is left out of the competition).
+
+    Passages that tie with it share the ranks they span and it gets their mean (fractional ranking):
+    its expected place when ties are broken at random. Counting ties in its favour would give a
+    model that embeds every text alike (or BM25 on a query sharing no word with any passage) rank 1.
+    """
+    others = np.ones_like(pool_scores, dtype=bool)
+    others[np.arange(len(own)), own] = False
+    better = (pool_scores > true_scores[:, None]) & others
+    tied = (pool_scores == true_scores[:, None]) & others
+    return 1 + better.sum(1) + tied.sum(1) / 2
 
 
 def ranking_metrics(rank: np.ndarray, kinds: list[str] | None = None) -> dict:
@@ -107,10 +114,10 @@ class Ranking:
 
     def top(self, i: int, own: int, n: int = 3) -> list[int]:
         """The pool indices query i puts first (its own passage, scored as it should be found, in place;
-        ties ordered in its favour, as `ranks` counts them)."""
+        after the passages it ties with: the examples never flatter it)."""
         s = self.pool_scores[i].copy()
         s[own] = self.true_scores[i]
-        return [int(j) for j in np.lexsort((np.arange(len(s)) != own, -s))[:n]]
+        return [int(j) for j in np.lexsort((np.arange(len(s)) == own, -s))[:n]]
 
 
 def rank_with_model(model, tokenizer, rs: RetrievalSet, *, width: int, pad_id: int, device,
@@ -144,11 +151,16 @@ def retrieval_examples(rs: RetrievalSet, rankings: dict[str, Ranking], seed: int
         q = rs.queries[i]
         out.append({
             "kind": kind, "query": q.query, "answer": _clip(q.positive),
-            "ranks": {name: int(r.rank[i]) for name, r in rankings.items()},
+            "ranks": {name: _whole(r.rank[i]) for name, r in rankings.items()},
             "top": {name: [{"text": _clip(q.positive if j == q.passage else rs.passages[j]), "right": j == q.passage}
                            for j in r.top(i, q.passage)] for name, r in rankings.items()},
         })
     return out
+
+
+def _whole(rank: float) -> int | float:
+    """A rank as written: 12, or 12.5 for a passage that ties with another."""
+    return int(rank) if float(rank).is_integer() else float(rank)
 
 
 def _own(rs: RetrievalSet) -> np.ndarray:
