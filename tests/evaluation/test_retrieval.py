@@ -23,6 +23,9 @@ def test_a_model_that_embeds_every_text_alike_ranks_at_chance_not_first():
     n = 101
     r = ranks(np.zeros((4, n)), np.zeros(4), own=np.arange(4))
     assert r.tolist() == [51.0] * 4
+    noisy = 1 - np.random.default_rng(0).uniform(0, 6e-7, (4, n))  # a collapsed encoder's cosines: 1 within rounding
+    assert ranks(noisy, np.ones(4), own=np.arange(4)).tolist() == [51.0] * 4
+    assert ranks(np.array([[0.5, 0.3]]), np.array([0.29]), own=np.array([1])).tolist() == [2.0]  # real gaps still count
     m = ranking_metrics(r)
     assert m["recall_at_1"] == 0 and m["recall_at_10"] == 0 and math.isclose(m["mrr"], 1 / 51)
 
