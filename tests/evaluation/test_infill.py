@@ -17,6 +17,12 @@ TEXT = "\n".join([
 ])
 
 
+def tiny_decoder(vocab_size: int) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256)).eval()
+
+
 def test_questions_are_whole_lines_with_prefix_and_suffix_around_them(prepared):
     """Each middle is one line of 10–160 characters (never the first: it has no prefix), encoded alone;
     the prompt is [opener] <fim_prefix> prefix <fim_suffix> suffix <fim_middle>; the answer ends with EOS;
@@ -41,9 +47,7 @@ def test_one_pass_exact_match_is_what_greedy_decoding_writes(prepared):
     """A middle equal to the model's own greedy continuation is an exact match; change one token and it is not."""
     tok = load_tokenizer(prepared["tokenizer"])
     ids = special_ids(tok)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256)).eval()
+    model = tiny_decoder(len(tok))
     prompt, _, _ = fim_questions([TEXT], document_encoder(tok), ids, 256, seed=3, per_document=1)[0]
     greedy = model.generate(torch.tensor([prompt]), max_new_tokens=5, do_sample=False, pad_token_id=ids["pad"])[0, len(prompt):].tolist()
     wrong = [(greedy[0] + 1) % len(tok), *greedy[1:]]
@@ -66,9 +70,7 @@ def test_examples_show_what_each_model_writes_greedily_and_mark_an_exact_fill(pr
     the same seed draws the same examples."""
     tok = load_tokenizer(prepared["tokenizer"])
     ids = special_ids(tok)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256)).eval()
+    model = tiny_decoder(len(tok))
     prompt, answer, n_bytes = fim_questions([TEXT], document_encoder(tok), ids, 256, seed=3, per_document=1)[0]
     greedy = model.generate(torch.tensor([prompt]), max_new_tokens=4, do_sample=False, pad_token_id=ids["pad"])[0, len(prompt):].tolist()
     stop_ids = {**ids, "eos": greedy[2]}  # the model "stops" at its third token: its fill is greedy[:2]
