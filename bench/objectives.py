@@ -38,9 +38,8 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 from itertools import islice
+from pathlib import Path
 
 import torch
 from common import CACHE, emit
@@ -172,13 +171,18 @@ def scratch_retrieval(workdirs: dict[str, Path]) -> dict[str, float]:
     cloze), each model's last hidden states mean-pooled (T5: its encoder's), beside the untrained small
     encoder and BM25. The runs share one corpus and one tokenizer (the same BPE, trained the same way)."""
     first = next(iter(workdirs.values()))
-    texts = [d["text"] for d in islice(read_documents(first / "corpus", split="validation", columns=("text",)), 300)]
-    questions = RetrievalSet.from_texts(texts, EVAL_SEED)
-    tokenizer = load_tokenizer(first / "tokenizer")
-    kw = dict(width=128, pad_id=special_ids(tokenizer)["pad"], device=torch.device("cpu"))
     models = {name: AutoModel.from_pretrained(workdir / "model", dtype=torch.float32) for name, workdir in workdirs.items()}
     torch.manual_seed(0)
     models["untrained"] = AutoModel.from_config(AutoConfig.from_pretrained(workdirs["mlm"] / "model"), dtype=torch.float32)
+    return encoder_mrrs(models, load_tokenizer(first / "tokenizer"), first, width=128, max_documents=300)
+
+
+def encoder_mrrs(models: dict, tokenizer, workdir: Path, *, width: int, max_documents: int) -> dict[str, float]:
+    """MRR of each model, and of BM25, on the held-out questions of `workdir`'s corpus, asked as its
+    evaluation asks them (the first `max_documents` held-out documents, EVAL_SEED)."""
+    texts = [d["text"] for d in islice(read_documents(workdir / "corpus", split="validation", columns=("text",)), max_documents)]
+    questions = RetrievalSet.from_texts(texts, EVAL_SEED)
+    kw = dict(width=width, pad_id=special_ids(tokenizer)["pad"], device=torch.device("cpu"))
     mrr = {name: rank_with_model(m, tokenizer, questions, **kw).metrics(questions)["mrr"] for name, m in models.items()}
     return mrr | {"bm25": rank_with_bm25(questions).metrics(questions)["mrr"], "questions": len(questions)}
 
@@ -196,38 +200,29 @@ def run_adaptive_mlm(corpus: str, minutes: float, quick: bool) -> dict:
     mlm_steps = json.loads((mlm_workdir / "run" / "run.json").read_text()).get("steps")
     r = run_encoder_objective("contrastive", corpus, minutes / 2, quick, base=mlm_workdir / "model",
                               workdir_name="minilm-mlm-contrastive")
-    # The second stage's "untrained" model is the mlm stage's output; the base is all-MiniLM-L6-v2 itself.
-    base = heldout_mrr(minilm_dir(), CACHE / f"objectives-{corpus}" / "minilm-mlm-contrastive")
+    # The second stage's "untrained" model is the mlm stage's output; the base is all-MiniLM-L6-v2 itself,
+    # asked the questions that stage's evaluation asked.
+    stage = CACHE / f"objectives-{corpus}" / "minilm-mlm-contrastive"
+    recipe = Recipe.model_validate_json((stage / "recipe.json").read_text())
+    base = encoder_mrrs({"base": AutoModel.from_pretrained(minilm_dir(), dtype=torch.float32)}, load_tokenizer(minilm_dir()),
+                        stage, width=recipe.objective.passage_tokens, max_documents=recipe.eval.max_documents)["base"]
     return r | {"base": base, "adapted_beats_base": r["adapted"] > base, "after_mlm": r["base"], "mlm_steps": mlm_steps,
                 "minutes": minutes}
-
-
-def heldout_mrr(model_dir: Path, workdir: Path) -> float:
-    """MRR of a sentence encoder on the held-out questions a contrastive run's evaluation asked."""
-    recipe = Recipe.model_validate_json((workdir / "recipe.json").read_text())
-    texts = [d["text"] for d in islice(read_documents(workdir / "corpus", split="validation", columns=("text",)),
-                                        recipe.eval.max_documents)]
-    questions = RetrievalSet.from_texts(texts, EVAL_SEED)
-    tokenizer = load_tokenizer(model_dir)
-    ranking = rank_with_model(AutoModel.from_pretrained(model_dir, dtype=torch.float32), tokenizer, questions,
-                              width=recipe.objective.passage_tokens, pad_id=special_ids(tokenizer)["pad"],
-                              device=torch.device("cpu"))
-    return ranking.metrics(questions)["mrr"]
 
 
 PARTS = [*OBJECTIVES, *ENCODER_OBJECTIVES, "mlm_then_contrastive", "scratch"]
 QUICK = ["fim", "span", "contrastive", "mlm_then_contrastive"]  # each objective on its real base, ≤ 15 minutes
 BUDGETS = {  # minutes of training: (full, --quick); --minutes sets all of them
-    "decoder": (8.0, 3.0),  # SmolLM2-135M: the compile's ~20 s (warm) to ~110 s (cold) counts in it
+    "decoder": (8.0, 3.0),  # SmolLM2-135M: compiled at 8 (the compile counts in it), eager at 3 (config.py)
     "encoder": (4.0, 2.0),  # all-MiniLM-L6-v2: mlm_then_contrastive splits it in two halves
     "scratch": (5.0, 2.0),  # each of mlm, T5 span and clm from scratch
 }
 
 
-def run_part(name: str, corpus: str, minutes: dict[str, float], quick: bool) -> dict:
+def run_part(name: str, corpus: str, minutes: dict[str, float], quick: bool, compile_: bool | None = None) -> dict:
     """Run one part and print its line; the figures go into the final JSON line."""
     if name in OBJECTIVES:
-        r = run_objective(name, corpus, minutes["decoder"], quick)
+        r = run_objective(name, corpus, minutes["decoder"], quick, compile_)
         print(f"{name:5s} {r['metric']:12s} base {r['base']:.4f}  adapted {r['adapted']:.4f}  "
               f"({100 * (r['adapted'] / r['base'] - 1):+.1f}%)  held-out bits/byte {r['heldout_bpb']['base']:.3f} → "
               f"{r['heldout_bpb']['adapted']:.3f}  forgetting {100 * (r['forgetting'] or 0):+.1f}%  {r['steps']} steps",
@@ -257,9 +252,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"{', '.join(QUICK)} only, shorter budgets and a smaller evaluation (≤ 15 minutes)")
     parser.add_argument("--only", action="append", choices=PARTS, help="run these parts only")
+    parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                        help="decoder objectives: the recipe default (auto), or torch.compile forced on / off")
     args = parser.parse_args()
+    compile_ = {"auto": None, "on": True, "off": False}[args.compile]
     minutes = {kind: args.minutes or budget[args.quick] for kind, budget in BUDGETS.items()}
-    results = {name: run_part(name, args.corpus, minutes, args.quick) for name in args.only or (QUICK if args.quick else PARTS)}
+    results = {name: run_part(name, args.corpus, minutes, args.quick, compile_) for name in args.only or (QUICK if args.quick else PARTS)}
     emit({**results, "not_measured": NOT_MEASURED, "corpus": args.corpus, "minutes": minutes})
 
 

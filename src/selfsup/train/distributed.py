@@ -204,7 +204,6 @@ def check_split(world: World, grad_accum: int, batch_size: int, objectives=()) -
         )
 
 
-
 def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The repeated blocks FSDP shards one by one: the ModuleList as long as the model has layers."""
     n_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
